@@ -34,6 +34,15 @@ func NewReader(r io.Reader, maxFrame int) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, 4096), limit: maxFrame}
 }
 
+// SetMaxFrame changes the limit for the frames that follow, for protocols whose first
+// phase (a handshake) allows smaller frames than the rest of the stream.
+func (r *Reader) SetMaxFrame(maxFrame int) {
+	if maxFrame <= 0 {
+		panic("codec: SetMaxFrame with non-positive maxFrame")
+	}
+	r.limit = maxFrame
+}
+
 // ReadFrame returns the next frame's bytes. The slice is valid until the next call. At a
 // clean end of stream (between frames) it returns io.EOF.
 func (r *Reader) ReadFrame() ([]byte, error) {
@@ -120,6 +129,14 @@ func (w *Writer) WriteFrame(payload []byte) error {
 		return fmt.Errorf("codec: write frame: %w", err)
 	}
 	return nil
+}
+
+// SetMaxFrame changes the limit for the frames that follow.
+func (w *Writer) SetMaxFrame(maxFrame int) {
+	if maxFrame <= 0 {
+		panic("codec: SetMaxFrame with non-positive maxFrame")
+	}
+	w.limit = maxFrame
 }
 
 // Encode marshals v deterministically and writes it as one frame.
