@@ -1,0 +1,552 @@
+package logsync
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/lfnet/lfnet/topics"
+	"go.etcd.io/bbolt"
+)
+
+// Bucket names carry a "logsync/" prefix so that the store can share a database file with
+// other subsystems (the node keeps its address book in the same file).
+var (
+	// entries: author | log id | seq num (big endian, so a log is one ordered key range)
+	// -> id | uvarint header length | header | body.
+	bucketEntries = []byte("logsync/entries")
+	// byhash: id -> author | log id | seq num, the key of the entry.
+	bucketByHash = []byte("logsync/byhash")
+	// heads: author | log id -> height | latest id | seq num of the oldest stored entry.
+	bucketHeads = []byte("logsync/heads")
+	// topics: topic | author | log id -> nothing.
+	bucketTopics = []byte("logsync/topics")
+)
+
+const (
+	logKeyLen   = len(PublicKey{}) + 8
+	entryKeyLen = logKeyLen + 8
+	headLen     = 8 + len(Hash{}) + 8
+)
+
+// BoltStore is a persistent Store in a bbolt database. Every change is one bbolt
+// transaction, so a process killed at any point leaves either all or none of a call's
+// writes on disk. It is safe for concurrent use.
+type BoltStore struct {
+	db    *bbolt.DB
+	ownDB bool
+}
+
+var _ Store = (*BoltStore)(nil)
+
+// NewBoltStore uses an already open database, creating the store's buckets if needed.
+// Close leaves the database open for its owner.
+func NewBoltStore(db *bbolt.DB) (*BoltStore, error) {
+	err := db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketEntries, bucketByHash, bucketHeads, bucketTopics} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("logsync: bolt store: %w", err)
+	}
+	return &BoltStore{db: db}, nil
+}
+
+// BoltOptions are the bbolt options OpenBoltStore uses; callers that open a shared database
+// themselves may start from them. The freelist is not written on every commit (bbolt
+// rebuilds it when opening), which keeps commits small as the file grows; durability does
+// not depend on it.
+func BoltOptions() *bbolt.Options {
+	return &bbolt.Options{
+		// Bounds the wait for another process's lock on the file.
+		Timeout:        10 * time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+	}
+}
+
+// OpenBoltStore opens (creating if needed) a database file that only this store uses.
+// Close closes it.
+func OpenBoltStore(path string) (*BoltStore, error) {
+	db, err := bbolt.Open(path, 0o600, BoltOptions())
+	if err != nil {
+		return nil, fmt.Errorf("logsync: open %s: %w", path, err)
+	}
+	s, err := NewBoltStore(db)
+	if err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	s.ownDB = true
+	return s, nil
+}
+
+// Close closes the database if OpenBoltStore opened it.
+func (s *BoltStore) Close() error {
+	if !s.ownDB {
+		return nil
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("logsync: close store: %w", err)
+	}
+	return nil
+}
+
+func logKey(log LogRef) []byte {
+	k := make([]byte, logKeyLen, entryKeyLen)
+	copy(k, log.Author[:])
+	binary.BigEndian.PutUint64(k[len(log.Author):], log.LogID)
+	return k
+}
+
+func entryKey(log LogRef, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(logKey(log), seq)
+}
+
+func encodeHead(h logHead) []byte {
+	v := make([]byte, 0, headLen)
+	v = binary.BigEndian.AppendUint64(v, h.height)
+	v = append(v, h.latest[:]...)
+	return binary.BigEndian.AppendUint64(v, h.firstStart)
+}
+
+func decodeHead(v []byte) (logHead, error) {
+	if len(v) != headLen {
+		return logHead{}, fmt.Errorf("%w: log head of %d bytes", ErrCorrupt, len(v))
+	}
+	var h logHead
+	h.height = binary.BigEndian.Uint64(v)
+	copy(h.latest[:], v[8:])
+	h.firstStart = binary.BigEndian.Uint64(v[8+len(h.latest):])
+	return h, nil
+}
+
+func encodeEntry(op *Operation) []byte {
+	v := make([]byte, 0, len(op.hash)+binary.MaxVarintLen64+len(op.headerBytes)+len(op.Body))
+	v = append(v, op.hash[:]...)
+	v = binary.AppendUvarint(v, uint64(len(op.headerBytes)))
+	v = append(v, op.headerBytes...)
+	return append(v, op.Body...)
+}
+
+// decodeEntry rebuilds an operation from an entry value, copying it out of bbolt's memory
+// map (which is only valid inside the transaction).
+func decodeEntry(v []byte) (*Operation, error) {
+	if len(v) < len(Hash{}) {
+		return nil, fmt.Errorf("%w: entry of %d bytes", ErrCorrupt, len(v))
+	}
+	v = slices.Clone(v)
+	id := Hash(v[:len(Hash{})])
+	rest := v[len(id):]
+	hlen, n := binary.Uvarint(rest)
+	if n <= 0 || hlen > uint64(len(rest)-n) {
+		return nil, fmt.Errorf("%w: entry header length", ErrCorrupt)
+	}
+	header := rest[n : n+int(hlen) : n+int(hlen)]
+	return decodeStored(id, header, rest[n+int(hlen):])
+}
+
+// entrySize is the header plus body size of an entry value, without decoding it.
+func entrySize(v []byte) (uint64, error) {
+	if len(v) < len(Hash{}) {
+		return 0, fmt.Errorf("%w: entry of %d bytes", ErrCorrupt, len(v))
+	}
+	_, n := binary.Uvarint(v[len(Hash{}):])
+	if n <= 0 {
+		return 0, fmt.Errorf("%w: entry header length", ErrCorrupt)
+	}
+	return uint64(len(v) - len(Hash{}) - n), nil
+}
+
+func decodeLoc(v []byte) (LogRef, uint64, error) {
+	if len(v) != entryKeyLen {
+		return LogRef{}, 0, fmt.Errorf("%w: hash index entry of %d bytes", ErrCorrupt, len(v))
+	}
+	var log LogRef
+	copy(log.Author[:], v)
+	log.LogID = binary.BigEndian.Uint64(v[len(log.Author):])
+	return log, binary.BigEndian.Uint64(v[logKeyLen:]), nil
+}
+
+type boltBuckets struct {
+	entries, byHash, heads, topics *bbolt.Bucket
+}
+
+func buckets(tx *bbolt.Tx) (boltBuckets, error) {
+	b := boltBuckets{
+		entries: tx.Bucket(bucketEntries),
+		byHash:  tx.Bucket(bucketByHash),
+		heads:   tx.Bucket(bucketHeads),
+		topics:  tx.Bucket(bucketTopics),
+	}
+	if b.entries == nil || b.byHash == nil || b.heads == nil || b.topics == nil {
+		return b, fmt.Errorf("%w: buckets missing", ErrCorrupt)
+	}
+	return b, nil
+}
+
+func (b boltBuckets) head(log LogRef) (*logHead, error) {
+	v := b.heads.Get(logKey(log))
+	if v == nil {
+		return nil, nil
+	}
+	h, err := decodeHead(v)
+	if err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// Insert implements LogStore.
+func (s *BoltStore) Insert(ctx context.Context, op *Operation, logID uint64) (bool, error) {
+	inserted, err := s.InsertBatch(ctx, []Entry{{Op: op, LogID: logID}})
+	if err != nil {
+		return false, unwrapBatch(err)
+	}
+	return inserted[0], nil
+}
+
+// InsertBatch implements LogStore. The whole batch is one transaction (one fsync).
+func (s *BoltStore) InsertBatch(ctx context.Context, entries []Entry) ([]bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	inserted := make([]bool, len(entries))
+	if len(entries) == 0 {
+		return inserted, nil
+	}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		b, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		for i, e := range entries {
+			ok, err := b.insert(e)
+			if err != nil {
+				return &BatchError{Index: i, Err: err}
+			}
+			inserted[i] = ok
+		}
+		return nil
+	})
+	if err != nil {
+		var be *BatchError
+		if errors.As(err, &be) {
+			return nil, be
+		}
+		return nil, fmt.Errorf("logsync: insert: %w", err)
+	}
+	return inserted, nil
+}
+
+// insert adds one entry inside a write transaction; bbolt shows a transaction its own
+// writes, so later entries of a batch see earlier ones.
+func (b boltBuckets) insert(e Entry) (bool, error) {
+	op := e.Op
+	if err := checkInsertable(op); err != nil {
+		return false, err
+	}
+	log := op.Log(e.LogID)
+	if v := b.byHash.Get(op.hash[:]); v != nil {
+		stored, _, err := decodeLoc(v)
+		if err != nil {
+			return false, err
+		}
+		return false, alreadyIn(log, stored, op)
+	}
+	head, err := b.head(log)
+	if err != nil {
+		return false, err
+	}
+	ignore, err := checkAppend(log, head, op)
+	if err != nil || ignore {
+		return false, err
+	}
+	if head == nil {
+		head = &logHead{}
+	}
+	head.height = op.Header.SeqNum + 1
+	head.latest = op.hash
+	// bbolt keeps references to keys and values until commit, so each Put gets its own.
+	key := entryKey(log, op.Header.SeqNum)
+	if err := b.entries.Put(key, encodeEntry(op)); err != nil {
+		return false, err
+	}
+	if err := b.byHash.Put(slices.Clone(op.hash[:]), slices.Clone(key)); err != nil {
+		return false, err
+	}
+	if err := b.heads.Put(logKey(log), encodeHead(*head)); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (s *BoltStore) view(ctx context.Context, fn func(b boltBuckets) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		b, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		return fn(b)
+	})
+	if err != nil {
+		return fmt.Errorf("logsync: bolt store: %w", err)
+	}
+	return nil
+}
+
+// Has implements LogStore.
+func (s *BoltStore) Has(ctx context.Context, id Hash) (bool, error) {
+	var found bool
+	err := s.view(ctx, func(b boltBuckets) error {
+		found = b.byHash.Get(id[:]) != nil
+		return nil
+	})
+	return found, err
+}
+
+// Get implements LogStore.
+func (s *BoltStore) Get(ctx context.Context, id Hash) (*Operation, bool, error) {
+	var op *Operation
+	err := s.view(ctx, func(b boltBuckets) error {
+		key := b.byHash.Get(id[:])
+		if key == nil {
+			return nil
+		}
+		v := b.entries.Get(key)
+		if v == nil {
+			return fmt.Errorf("%w: operation %s indexed but missing", ErrCorrupt, id)
+		}
+		var err error
+		op, err = decodeEntry(v)
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return op, op != nil, nil
+}
+
+// Heights implements LogStore.
+func (s *BoltStore) Heights(ctx context.Context, logs []LogRef) (map[LogRef]uint64, error) {
+	out := make(map[LogRef]uint64, len(logs))
+	err := s.view(ctx, func(b boltBuckets) error {
+		for _, log := range logs {
+			head, err := b.head(log)
+			if err != nil {
+				return err
+			}
+			if head != nil {
+				out[log] = head.height
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Latest implements LogStore.
+func (s *BoltStore) Latest(ctx context.Context, log LogRef) (*Operation, bool, error) {
+	var op *Operation
+	err := s.view(ctx, func(b boltBuckets) error {
+		head, err := b.head(log)
+		if err != nil || head == nil {
+			return err
+		}
+		v := b.entries.Get(entryKey(log, head.height-1))
+		if v == nil {
+			return fmt.Errorf("%w: latest operation of log %s missing", ErrCorrupt, log)
+		}
+		op, err = decodeEntry(v)
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return op, op != nil, nil
+}
+
+// forEntries walks the stored entries of log with seq num in [from, until) inside a read
+// transaction; fn returns false to stop.
+func (b boltBuckets) forEntries(log LogRef, from, until uint64, fn func(seq uint64, v []byte) (bool, error)) error {
+	prefix := logKey(log)
+	c := b.entries.Cursor()
+	for k, v := c.Seek(entryKey(log, from)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) != entryKeyLen {
+			return fmt.Errorf("%w: entry key of %d bytes", ErrCorrupt, len(k))
+		}
+		seq := binary.BigEndian.Uint64(k[logKeyLen:])
+		if seq >= until {
+			return nil
+		}
+		more, err := fn(seq, v)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// Range implements LogStore. Each chunk is read in its own short transaction: a read
+// transaction held while fn waits on a slow peer would block bbolt from growing the file,
+// stalling every writer.
+func (s *BoltStore) Range(ctx context.Context, log LogRef, after, until uint64, fn func(*Operation) error) error {
+	next := after
+	chunk := make([]*Operation, 0, rangeChunkOps)
+	for next < until {
+		chunk = chunk[:0]
+		var size uint64
+		err := s.view(ctx, func(b boltBuckets) error {
+			return b.forEntries(log, next, until, func(_ uint64, v []byte) (bool, error) {
+				op, err := decodeEntry(v)
+				if err != nil {
+					return false, err
+				}
+				chunk = append(chunk, op)
+				size += op.encodedSize()
+				return len(chunk) < rangeChunkOps && size < rangeChunkBytes, nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+		if len(chunk) == 0 {
+			return nil
+		}
+		for _, op := range chunk {
+			if err := fn(op); err != nil {
+				return err
+			}
+		}
+		next = chunk[len(chunk)-1].Header.SeqNum + 1
+	}
+	return nil
+}
+
+// RangeSize implements LogStore.
+func (s *BoltStore) RangeSize(ctx context.Context, log LogRef, after, until uint64) (uint64, uint64, error) {
+	var count, total uint64
+	err := s.view(ctx, func(b boltBuckets) error {
+		return b.forEntries(log, after, until, func(_ uint64, v []byte) (bool, error) {
+			size, err := entrySize(v)
+			if err != nil {
+				return false, err
+			}
+			count++
+			total += size
+			return true, nil
+		})
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return count, total, nil
+}
+
+// DeletePrefix implements LogStore.
+func (s *BoltStore) DeletePrefix(ctx context.Context, log LogRef, until uint64) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var deleted uint64
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		b, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		head, err := b.head(log)
+		if err != nil || head == nil {
+			return err
+		}
+		until = min(until, head.height-1)
+		if until <= head.firstStart {
+			return nil
+		}
+		// Collect first: deleting under a live cursor would skip keys.
+		var ids [][]byte
+		err = b.forEntries(log, head.firstStart, until, func(_ uint64, v []byte) (bool, error) {
+			if len(v) < len(Hash{}) {
+				return false, fmt.Errorf("%w: entry of %d bytes", ErrCorrupt, len(v))
+			}
+			ids = append(ids, slices.Clone(v[:len(Hash{})]))
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		for seq := head.firstStart; seq < until; seq++ {
+			if err := b.entries.Delete(entryKey(log, seq)); err != nil {
+				return err
+			}
+		}
+		for _, id := range ids {
+			if err := b.byHash.Delete(id); err != nil {
+				return err
+			}
+		}
+		deleted = until - head.firstStart
+		head.firstStart = until
+		return b.heads.Put(logKey(log), encodeHead(*head))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("logsync: delete prefix of %s: %w", log, err)
+	}
+	return deleted, nil
+}
+
+// Associate implements TopicStore.
+func (s *BoltStore) Associate(ctx context.Context, topic topics.Topic, author PublicKey, logID uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key := append(topic[:], logKey(LogRef{Author: author, LogID: logID})...)
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		b, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		if b.topics.Get(key) != nil {
+			return nil
+		}
+		return b.topics.Put(key, []byte{})
+	})
+	if err != nil {
+		return fmt.Errorf("logsync: associate: %w", err)
+	}
+	return nil
+}
+
+// Resolve implements TopicStore.
+func (s *BoltStore) Resolve(ctx context.Context, topic topics.Topic) (map[PublicKey][]uint64, error) {
+	out := make(map[PublicKey][]uint64)
+	err := s.view(ctx, func(b boltBuckets) error {
+		c := b.topics.Cursor()
+		for k, _ := c.Seek(topic[:]); k != nil && bytes.HasPrefix(k, topic[:]); k, _ = c.Next() {
+			if len(k) != len(topic)+logKeyLen {
+				return fmt.Errorf("%w: topic key of %d bytes", ErrCorrupt, len(k))
+			}
+			author := PublicKey(k[len(topic):])
+			logID := binary.BigEndian.Uint64(k[len(topic)+len(author):])
+			// Keys are sorted, so log ids arrive in ascending order per author.
+			out[author] = append(out[author], logID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
