@@ -27,6 +27,8 @@ type Conn interface {
 	WriteFrame([]byte) error
 	// CloseWrite tells the remote that no more frames follow; reading stays possible.
 	CloseWrite() error
+	// Reset aborts the session in both directions: blocked reads and writes return errors.
+	Reset() error
 }
 
 // Protocol runs one two-party session of a data type. Run returns nil once both sides are

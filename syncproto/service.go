@@ -418,6 +418,8 @@ func (c *streamConn) CloseWrite() error {
 	return c.st.CloseWrite()
 }
 
+func (c *streamConn) Reset() error { return c.st.Reset() }
+
 // Subscription delivers a topic's session events to one consumer goroutine.
 type Subscription struct {
 	sub     *bus.Subscription[Event]

@@ -1,0 +1,527 @@
+package logsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lfnet/lfnet/syncproto"
+)
+
+// Ingest batching: operations are verified in parallel and stored in one transaction per
+// batch; a batch is flushed at these sizes, at Done, and after every live operation.
+const (
+	batchOps   = 256
+	batchBytes = 4 << 20
+	// seenLimit bounds the per-session set of operation ids that crossed the link; when
+	// full it starts over, which can only cost a duplicate send that the peer ignores.
+	seenLimit = 1 << 16
+)
+
+// ErrLagged: a live session fell further behind than its queue allows and was closed; the
+// coordinator re-syncs it.
+var ErrLagged = errors.New("logsync: live session lagged")
+
+// session is one log sync session with one peer; Run drives it.
+type session struct {
+	m    *Manager
+	info syncproto.SessionInfo
+
+	live   chan Entry // new operations to push once in live mode
+	cancel context.CancelCauseFunc
+
+	seenMu sync.Mutex
+	seen   map[Hash]struct{} // operations sent or received on this link
+
+	itemsSent, bytesSent atomic.Uint64
+	itemsRecv, bytesRecv atomic.Uint64
+}
+
+func newSession(m *Manager, info syncproto.SessionInfo) *session {
+	s := &session{m: m, info: info, seen: make(map[Hash]struct{})}
+	if info.Live {
+		s.live = make(chan Entry, m.liveQueue)
+	}
+	return s
+}
+
+// markSeen records that op crossed this link and reports whether it had already.
+func (s *session) markSeen(h Hash) (already bool) {
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	if _, ok := s.seen[h]; ok {
+		return true
+	}
+	if len(s.seen) >= seenLimit {
+		clear(s.seen)
+	}
+	s.seen[h] = struct{}{}
+	return false
+}
+
+// push queues a new operation for the live phase without ever blocking the publisher.
+func (s *session) push(e Entry) {
+	select {
+	case s.live <- e:
+	default:
+		s.cancel(ErrLagged)
+	}
+}
+
+func (s *session) metrics() syncproto.Metrics {
+	return syncproto.Metrics{
+		ItemsSent: s.itemsSent.Load(), BytesSent: s.bytesSent.Load(),
+		ItemsReceived: s.itemsRecv.Load(), BytesReceived: s.bytesRecv.Load(),
+	}
+}
+
+// Run implements syncproto.Protocol: both directions run concurrently, each sending what
+// the other lacks according to its Have, and in live mode the session then stays open.
+func (s *session) Run(parent context.Context, conn syncproto.Conn, emit func(syncproto.Event)) error {
+	ctx, cancel := context.WithCancelCause(parent)
+	s.cancel = cancel
+	defer cancel(nil)
+	// Blocked reads and writes must end when either direction fails.
+	stop := context.AfterFunc(ctx, func() { _ = conn.Reset() })
+	defer stop()
+	if s.info.Live {
+		// Registered before our Have is computed, so nothing stored meanwhile is missed:
+		// it is either below the announced heights or in the live queue (or both; the
+		// seen set drops the duplicate).
+		s.m.register(s)
+		defer s.m.unregister(s)
+	}
+	remoteHave := make(chan map[LogRef]uint64, 1)
+	errs := make(chan error, 2)
+	go func() { errs <- s.send(ctx, conn, remoteHave) }()
+	go func() { errs <- s.receive(ctx, conn, remoteHave, emit) }()
+	failed := false
+	for range 2 {
+		if err := <-errs; err != nil {
+			failed = true
+			cancel(err) // the first cause wins; later calls are no-ops
+		}
+	}
+	cause := context.Cause(ctx)
+	switch {
+	case !failed && cause == nil:
+		return nil
+	case parent.Err() != nil:
+		return nil // stopped from outside: neighbour gone or topic closed
+	case errors.Is(cause, errRemoteClosed):
+		return nil
+	default:
+		return cause
+	}
+}
+
+// errRemoteClosed ends a live session whose peer closed its side: a normal end.
+var errRemoteClosed = errors.New("logsync: remote closed the live session")
+
+func (s *session) writeMsg(conn syncproto.Conn, kind uint64, msg any) error {
+	b, err := encodeMessage(kind, msg)
+	if err != nil {
+		return err
+	}
+	if err := conn.WriteFrame(b); err != nil {
+		return fmt.Errorf("logsync: send to %s: %w", s.info.Remote, err)
+	}
+	return nil
+}
+
+// send is the writing direction: Have, PreSync, operations, Done, then live operations.
+func (s *session) send(ctx context.Context, conn syncproto.Conn, remoteHave <-chan map[LogRef]uint64) error {
+	byAuthor, err := s.m.store.Resolve(ctx, s.m.topic)
+	if err != nil {
+		return fmt.Errorf("logsync: resolve topic: %w", err)
+	}
+	var logs []LogRef
+	for author, ids := range byAuthor {
+		for _, id := range ids {
+			logs = append(logs, LogRef{Author: author, LogID: id})
+		}
+	}
+	heights, err := s.m.store.Heights(ctx, logs)
+	if err != nil {
+		return fmt.Errorf("logsync: heights: %w", err)
+	}
+	have := haveMsg{Logs: make([]haveEntry, 0, len(heights))}
+	for ref, h := range heights {
+		have.Logs = append(have.Logs, haveEntry{Author: ref.Author[:], LogID: ref.LogID, Height: h})
+	}
+	if len(have.Logs) > maxHaveEntries {
+		return fmt.Errorf("logsync: topic has %d logs, more than one session can announce (%d)", len(have.Logs), maxHaveEntries)
+	}
+	if err := s.writeMsg(conn, kindHave, have); err != nil {
+		return err
+	}
+
+	var theirs map[LogRef]uint64
+	select {
+	case theirs = <-remoteHave:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	type plan struct {
+		log         LogRef
+		after, upto uint64
+	}
+	var plans []plan
+	var total preSyncMsg
+	for ref, h := range heights {
+		if h <= theirs[ref] {
+			continue
+		}
+		count, size, err := s.m.store.RangeSize(ctx, ref, theirs[ref], h)
+		if err != nil {
+			return fmt.Errorf("logsync: range size of %s: %w", ref, err)
+		}
+		if count > 0 {
+			plans = append(plans, plan{ref, theirs[ref], h})
+			total.Ops += count
+			total.Bytes += size
+		}
+	}
+	if err := s.writeMsg(conn, kindPreSync, total); err != nil {
+		return err
+	}
+	for _, p := range plans {
+		err := s.m.store.Range(ctx, p.log, p.after, p.upto, func(op *Operation) error {
+			return s.sendOp(conn, kindOp, Entry{Op: op, LogID: p.log.LogID})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := s.writeMsg(conn, kindDone, doneMsg{}); err != nil {
+		return err
+	}
+	if !s.info.Live {
+		if err := conn.CloseWrite(); err != nil {
+			return fmt.Errorf("logsync: close write: %w", err)
+		}
+		return nil
+	}
+	for {
+		select {
+		case e := <-s.live:
+			if err := s.sendOp(conn, kindLive, e); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// sendOp sends one operation with its body in chunks, unless it already crossed the link.
+func (s *session) sendOp(conn syncproto.Conn, kind uint64, e Entry) error {
+	if s.markSeen(e.Op.Hash()) {
+		return nil
+	}
+	body := e.Op.Body
+	first := body[:min(len(body), chunkSize)]
+	msg := opMsg{LogID: e.LogID, Header: e.Op.HeaderBytes(), BodySize: uint64(len(body)), Body: first}
+	if err := s.writeMsg(conn, kind, msg); err != nil {
+		return err
+	}
+	for rest := body[len(first):]; len(rest) > 0; {
+		n := min(len(rest), chunkSize)
+		if err := s.writeMsg(conn, kindChunk, chunkMsg{Data: rest[:n]}); err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	s.itemsSent.Add(1)
+	s.bytesSent.Add(e.Op.encodedSize())
+	return nil
+}
+
+// rawOp is an operation as received, before verification.
+type rawOp struct {
+	logID        uint64
+	header, body []byte
+}
+
+// receive is the reading direction: it routes the remote's Have to send and feeds
+// operations through verification into the store.
+func (s *session) receive(ctx context.Context, conn syncproto.Conn, remoteHave chan<- map[LogRef]uint64, emit func(syncproto.Event)) error {
+	kind, msg, err := s.read(conn)
+	if err != nil {
+		return err
+	}
+	if kind != kindHave {
+		return fmt.Errorf("%w: expected have, got kind %d", ErrProtocol, kind)
+	}
+	theirs := make(map[LogRef]uint64, len(msg.(haveMsg).Logs))
+	for _, e := range msg.(haveMsg).Logs {
+		theirs[LogRef{Author: PublicKey(e.Author), LogID: e.LogID}] = e.Height
+	}
+	remoteHave <- theirs
+
+	kind, msg, err = s.read(conn)
+	if err != nil {
+		return err
+	}
+	if kind != kindPreSync {
+		return fmt.Errorf("%w: expected presync, got kind %d", ErrProtocol, kind)
+	}
+	announced := msg.(preSyncMsg)
+	emit(syncproto.Event{Kind: syncproto.SyncStarted, Expected: syncproto.Metrics{ItemsReceived: announced.Ops, BytesReceived: announced.Bytes}})
+
+	in := newIngester(ctx, s, emit)
+	defer in.close()
+	var batch []rawOp
+	var batchSize int
+	var got preSyncMsg
+	for {
+		kind, msg, err := s.read(conn)
+		if err != nil {
+			return err
+		}
+		if kind == kindDone {
+			break
+		}
+		if kind != kindOp {
+			return fmt.Errorf("%w: expected op or done, got kind %d", ErrProtocol, kind)
+		}
+		op, err := s.readOp(conn, msg.(opMsg))
+		if err != nil {
+			return err
+		}
+		got.Ops++
+		got.Bytes += uint64(len(op.header) + len(op.body))
+		if got.Ops > announced.Ops || got.Bytes > announced.Bytes {
+			return fmt.Errorf("%w: more than the announced %d operations / %d bytes", ErrProtocol, announced.Ops, announced.Bytes)
+		}
+		batch = append(batch, op)
+		batchSize += len(op.header) + len(op.body)
+		if len(batch) >= batchOps || batchSize >= batchBytes {
+			if err := in.submit(ctx, batch); err != nil {
+				return err
+			}
+			batch, batchSize = nil, 0
+		}
+	}
+	if err := in.submit(ctx, batch); err != nil {
+		return err
+	}
+	if err := in.flush(ctx); err != nil {
+		return err
+	}
+	emit(syncproto.Event{Kind: syncproto.SyncFinished, Metrics: s.metrics()})
+
+	if !s.info.Live {
+		if _, _, err := s.read(conn); !errors.Is(err, io.EOF) {
+			if err == nil {
+				return fmt.Errorf("%w: data after done", ErrProtocol)
+			}
+			return err
+		}
+		return nil
+	}
+	emit(syncproto.Event{Kind: syncproto.LiveModeStarted})
+	for {
+		kind, msg, err := s.read(conn)
+		if errors.Is(err, io.EOF) {
+			return errRemoteClosed
+		}
+		if err != nil {
+			return err
+		}
+		if kind != kindLive {
+			return fmt.Errorf("%w: expected live op, got kind %d", ErrProtocol, kind)
+		}
+		op, err := s.readOp(conn, msg.(opMsg))
+		if err != nil {
+			return err
+		}
+		if err := in.submit(ctx, []rawOp{op}); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *session) read(conn syncproto.Conn) (uint64, any, error) {
+	frame, err := conn.ReadFrame()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return 0, nil, io.EOF
+		}
+		return 0, nil, fmt.Errorf("logsync: receive from %s: %w", s.info.Remote, err)
+	}
+	return decodeMessage(frame)
+}
+
+// readOp completes an operation from its first frame and the chunks that follow.
+func (s *session) readOp(conn syncproto.Conn, m opMsg) (rawOp, error) {
+	if m.BodySize > s.m.maxBody {
+		return rawOp{}, fmt.Errorf("%w: body of %d bytes, limit %d", ErrProtocol, m.BodySize, s.m.maxBody)
+	}
+	body := m.Body
+	if uint64(len(body)) < m.BodySize {
+		body = make([]byte, len(m.Body), m.BodySize)
+		copy(body, m.Body)
+	} else {
+		body = append([]byte(nil), m.Body...)
+	}
+	for uint64(len(body)) < m.BodySize {
+		kind, msg, err := s.read(conn)
+		if errors.Is(err, io.EOF) {
+			return rawOp{}, fmt.Errorf("%w: stream ended inside a body", ErrProtocol)
+		}
+		if err != nil {
+			return rawOp{}, err
+		}
+		if kind != kindChunk {
+			return rawOp{}, fmt.Errorf("%w: expected chunk, got kind %d", ErrProtocol, kind)
+		}
+		data := msg.(chunkMsg).Data
+		if uint64(len(body)+len(data)) > m.BodySize {
+			return rawOp{}, fmt.Errorf("%w: body longer than announced", ErrProtocol)
+		}
+		body = append(body, data...)
+	}
+	return rawOp{logID: m.LogID, header: append([]byte(nil), m.Header...), body: body}, nil
+}
+
+// ingester verifies batches in parallel and stores them, one batch behind the reader so
+// that reading, verifying and writing overlap. It holds at most two batches.
+type ingester struct {
+	s     *session
+	emit  func(syncproto.Event)
+	in    chan ingestReq
+	done  chan struct{}
+	err   error // set before done closes
+	close func()
+}
+
+type ingestReq struct {
+	batch []rawOp
+	ack   chan struct{} // flush marker: closed when everything before it is stored
+}
+
+func newIngester(ctx context.Context, s *session, emit func(syncproto.Event)) *ingester {
+	in := &ingester{s: s, emit: emit, in: make(chan ingestReq, 1), done: make(chan struct{})}
+	var once sync.Once
+	in.close = func() {
+		once.Do(func() { close(in.in) })
+		<-in.done
+	}
+	go in.run(ctx)
+	return in
+}
+
+func (in *ingester) run(ctx context.Context) {
+	defer close(in.done)
+	for req := range in.in {
+		if in.err != nil {
+			continue // drain until closed
+		}
+		if req.ack != nil {
+			close(req.ack)
+			continue
+		}
+		if err := in.process(ctx, req.batch); err != nil {
+			in.err = err
+			in.s.cancel(err)
+		}
+	}
+}
+
+func (in *ingester) submit(ctx context.Context, batch []rawOp) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	select {
+	case in.in <- ingestReq{batch: batch}:
+		return nil
+	case <-in.done:
+		return in.err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// flush waits until everything submitted so far is stored.
+func (in *ingester) flush(ctx context.Context) error {
+	ack := make(chan struct{})
+	select {
+	case in.in <- ingestReq{ack: ack}:
+	case <-in.done:
+		return in.err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	select {
+	case <-ack:
+		return nil
+	case <-in.done:
+		return in.err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (in *ingester) process(ctx context.Context, batch []rawOp) error {
+	entries, err := verifyParallel(batch)
+	if err != nil {
+		return fmt.Errorf("%w from %s: %w", ErrInvalidOperation, in.s.info.Remote, err)
+	}
+	for _, e := range entries {
+		in.s.markSeen(e.Op.Hash())
+		in.s.itemsRecv.Add(1)
+		in.s.bytesRecv.Add(e.Op.encodedSize())
+	}
+	fresh, err := in.s.m.ingest(ctx, entries, in.s.info.ID)
+	for _, e := range fresh {
+		in.emit(syncproto.Event{Kind: syncproto.ItemReceived, Item: e, Metrics: in.s.metrics()})
+	}
+	if err != nil {
+		return fmt.Errorf("from %s: %w", in.s.info.Remote, err)
+	}
+	return nil
+}
+
+// verifyParallel decodes and verifies a batch across all cores, keeping its order.
+func verifyParallel(batch []rawOp) ([]Entry, error) {
+	entries := make([]Entry, len(batch))
+	workers := min(runtime.GOMAXPROCS(0), len(batch))
+	if workers <= 1 {
+		for i, r := range batch {
+			op, err := DecodeOperation(r.header, r.body)
+			if err != nil {
+				return nil, err
+			}
+			entries[i] = Entry{Op: op, LogID: r.logID}
+		}
+		return entries, nil
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(batch); i += workers {
+				op, err := DecodeOperation(batch[i].header, batch[i].body)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				entries[i] = Entry{Op: op, LogID: batch[i].logID}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return entries, nil
+}
