@@ -1,0 +1,23 @@
+// Package discovery finds other nodes that share this node's topics without revealing any
+// topic to a node that does not already hold it.
+//
+// A session is a private set intersection over a stream on /lfnet/<net>/discovery/1. The
+// initiator sends a fresh salt; the acceptor answers with its own salt and one token per
+// topic it holds, token = blake3 keyed by Derive(topic, "discovery") over both salts and the
+// role byte 1. The initiator computes the same for its topics and keeps the matches: the
+// common topics. It answers with its role-0 tokens of the common topics only, so the
+// acceptor learns the same set and nothing about the initiator's other topics. Both then
+// send signed peer records: their own, those of nodes they know to share a common topic
+// (tagged with that topic's token of this session), and a small random sample of other
+// known nodes (untagged) so that random walks can cross nodes that share nothing. Tokens are
+// salted per session, so nothing repeats across sessions and a token reveals nothing to a
+// node without the topic.
+//
+// Random walks (two by default) keep discovery going in the background: each step contacts
+// a node the previous session returned, or with a small probability (and whenever there is
+// nothing to continue with) a bootstrap or other known node. Results land in the host's
+// address book: node -> common topics and its signed record.
+//
+// The decision logic (which node to contact next, backoff after failures) is the pure
+// Walker, with injected clock and randomness; Service runs it on real streams.
+package discovery
