@@ -118,6 +118,17 @@ func (c *Coordinator) NeighborUp(p peer.ID) {
 	}
 }
 
+// Probe starts a one-off session with p, a node known to share the topic that is not a
+// neighbour, unless one is running. It is how two overlay components that never link up
+// (after a partition heals, for instance) still converge: nothing is retried or kept
+// alive for it.
+func (c *Coordinator) Probe(p peer.ID) {
+	ps := c.peer(p)
+	if ps.session == 0 {
+		c.start(p, ps)
+	}
+}
+
 // NeighborDown: p left the active view; its session stops and no retry is pending.
 func (c *Coordinator) NeighborDown(p peer.ID) {
 	ps, ok := c.peers[p]

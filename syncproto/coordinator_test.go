@@ -161,3 +161,20 @@ func TestRemoteRestartReplacesAcceptedSession(t *testing.T) {
 		t.Fatalf("cancelled %d, want %d", got.SessionID, first)
 	}
 }
+
+func TestProbeRunsOnceWithoutRetries(t *testing.T) {
+	c := newTestCoordinator("a", false)
+	c.Probe("far")
+	id := onlyAction(t, c.Actions(), StartSession).SessionID
+	c.Probe("far")
+	if as := c.Actions(); len(as) != 0 {
+		t.Fatalf("second probe during a session produced %v", kinds(as))
+	}
+	c.SessionEnded("far", id, true)
+	if as := c.Actions(); len(as) != 0 {
+		t.Fatalf("failed probe scheduled %v", kinds(as))
+	}
+	// A probed node that becomes a neighbour is synced like any other.
+	c.NeighborUp("far")
+	onlyAction(t, c.Actions(), StartSession)
+}

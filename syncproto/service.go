@@ -33,11 +33,33 @@ type Service struct {
 	log   *slog.Logger
 
 	nextSession atomic.Uint64
+	stats       serviceStats
 
 	mu     sync.Mutex
 	topics map[topics.Topic]*Topic
 	closed bool
 	wg     sync.WaitGroup // stream handlers
+}
+
+// Stats are a Service's running totals since it started.
+type Stats struct {
+	SessionsStarted, SessionsFailed uint64
+	// Items and bytes that crossed finished sessions, as their protocols reported them.
+	ItemsSent, ItemsReceived, BytesSent, BytesReceived uint64
+}
+
+type serviceStats struct {
+	started, failed                      atomic.Uint64
+	itemsOut, itemsIn, bytesOut, bytesIn atomic.Uint64
+}
+
+// Stats returns the service's running totals.
+func (s *Service) Stats() Stats {
+	return Stats{
+		SessionsStarted: s.stats.started.Load(), SessionsFailed: s.stats.failed.Load(),
+		ItemsSent: s.stats.itemsOut.Load(), ItemsReceived: s.stats.itemsIn.Load(),
+		BytesSent: s.stats.bytesOut.Load(), BytesReceived: s.stats.bytesIn.Load(),
+	}
 }
 
 // ServiceOption configures a Service.
@@ -206,6 +228,10 @@ type Topic struct {
 
 // NeighborUp tells the coordinator that membership made p a neighbour on this topic.
 func (t *Topic) NeighborUp(p peer.ID) { t.do(func() { t.coord.NeighborUp(p) }) }
+
+// Probe runs one session with p, a node that shares the topic but is not a neighbour
+// (anti-entropy across overlay components).
+func (t *Topic) Probe(p peer.ID) { t.do(func() { t.coord.Probe(p) }) }
 
 // NeighborDown tells the coordinator that p is no longer a neighbour.
 func (t *Topic) NeighborDown(p peer.ID) { t.do(func() { t.coord.NeighborDown(p) }) }
@@ -390,6 +416,18 @@ func (t *Topic) session(ctx context.Context, st network.Stream, r *codec.Reader,
 }
 
 func (t *Topic) emit(info SessionInfo, ev Event) {
+	st := &t.svc.stats
+	switch ev.Kind {
+	case SessionStarted:
+		st.started.Add(1)
+	case SessionFailed:
+		st.failed.Add(1)
+	case SyncFinished:
+		st.itemsOut.Add(ev.Metrics.ItemsSent)
+		st.itemsIn.Add(ev.Metrics.ItemsReceived)
+		st.bytesOut.Add(ev.Metrics.BytesSent)
+		st.bytesIn.Add(ev.Metrics.BytesReceived)
+	}
 	ev.Topic, ev.Remote, ev.SessionID, ev.Initiator, ev.Live = t.topic, info.Remote, info.ID, info.Initiator, info.Live
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
