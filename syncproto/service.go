@@ -328,8 +328,15 @@ func (t *Topic) incoming(p peer.ID) (id uint64, ctx context.Context, ok bool) {
 	select {
 	case v := <-reply:
 		return v.id, v.ctx, true
-	case <-t.ctx.Done():
-		return 0, nil, false
+	case <-t.loopDone:
+		// The loop may have accepted (and counted) the session just before stopping; the
+		// caller must then run it, or Close would wait for it forever.
+		select {
+		case v := <-reply:
+			return v.id, v.ctx, true
+		default:
+			return 0, nil, false
+		}
 	}
 }
 

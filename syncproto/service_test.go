@@ -324,3 +324,31 @@ func TestCloseStopsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An inbound session accepted by the loop just as the topic closes must still be run (and
+// counted off), or Close would wait for it forever.
+func TestCloseRacingIncomingDoesNotHang(t *testing.T) {
+	s := NewService(newHost(t), testProto)
+	defer s.Close()
+	for range 300 {
+		tp := openTopic(t, s, topics.Random(), newGSet())
+		handled := make(chan struct{})
+		go func() {
+			defer close(handled)
+			if id, _, ok := tp.incoming("remote"); ok && id != 0 {
+				tp.sessionWG.Done() // what handleStream's deferred call does
+			}
+		}()
+		closed := make(chan struct{})
+		go func() {
+			tp.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(20 * time.Second):
+			t.Fatal("Close hung on a session accepted while closing")
+		}
+		<-handled
+	}
+}
