@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestSyncScenarioSmoke runs the whole sync scenario at toy sizes over both transports: it
+// proves the harness works end to end, not how fast anything is.
+func TestSyncScenarioSmoke(t *testing.T) {
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "sync.json")
+	profDir := filepath.Join(dir, "prof")
+	args := []string{"sync",
+		"--ops", "200", "--large", "3", "--large-body", "256KiB", "--heap-ops", "500",
+		"--raw-bytes", "4MiB", "--raw-write", "256KiB", "--verify-time", "50ms",
+		"--transport", "both", "--dir", dir, "--json", jsonPath, "--profile", profDir,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, args, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
+	}
+
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Scenario != "sync" || rep.Machine.GOMAXPROCS < 1 || rep.Machine.GoVersion == "" {
+		t.Fatalf("report header: %+v", rep)
+	}
+	want := map[string]bool{"a/tcp": true, "b/tcp": true, "c/tcp": true, "a/quic": true, "b/quic": true, "c/quic": true}
+	for _, f := range rep.Figures {
+		key := f.ID + "/" + f.Transport
+		if !want[key] {
+			t.Errorf("unexpected or repeated figure %s", key)
+		}
+		delete(want, key)
+		if f.Measured <= 0 || f.Limit <= 0 || f.Ratio <= 0 || f.Details["seconds"] <= 0 {
+			t.Errorf("figure %s: measured %v, limit %v, ratio %v, details %v", key, f.Measured, f.Limit, f.Ratio, f.Details)
+		}
+		if f.Info["connection"] == "" {
+			t.Errorf("figure %s: no connection address", key)
+		}
+		if f.ID == "c" && (f.Store != "bolt" || f.Details["heap_samples"] < 1 || f.Details["heap_baseline_mib"] <= 0) {
+			t.Errorf("figure %s: store %s, details %v", key, f.Store, f.Details)
+		}
+		if f.ID == "a" && f.Details["items_received"] != 200 {
+			t.Errorf("figure %s: receiver reported %v operations, want 200", key, f.Details["items_received"])
+		}
+	}
+	for key := range want {
+		t.Errorf("figure %s missing", key)
+	}
+	for _, head := range []string{"figure", "measured", "limit (same run)", "ratio", "target", "result"} {
+		if !strings.Contains(stdout.String(), head) {
+			t.Errorf("table lacks column %q:\n%s", head, stdout.String())
+		}
+	}
+
+	for _, name := range []string{"sync-a-tcp.cpu.pprof", "sync-b-quic-start.heap.pprof", "sync-c-tcp-end.heap.pprof", "sync-c-quic-peak.heap.pprof"} {
+		if st, err := os.Stat(filepath.Join(profDir, name)); err != nil || st.Size() == 0 {
+			t.Errorf("profile %s: %v", name, err)
+		}
+	}
+	// Everything the run stored is gone; only what the test itself put in dir remains.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, en := range entries {
+		if en.Name() != "sync.json" && en.Name() != "prof" {
+			t.Errorf("left behind: %s", en.Name())
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"help"}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "sync") || !strings.Contains(stdout.String(), "--json") {
+		t.Fatalf("usage does not list the sync scenario and common flags:\n%s", stdout.String())
+	}
+	stdout.Reset()
+	if err := run(context.Background(), []string{"sync", "--help"}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"-ops", "-heap-ops", "-transport", "-profile", "-json"} {
+		if !strings.Contains(stderr.String(), flag) {
+			t.Errorf("sync --help lacks %s:\n%s", flag, stderr.String())
+		}
+	}
+}
+
+func TestBadCommandLines(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"nosuchscenario"},
+		{"sync", "--transport", "udp"},
+		{"sync", "--store", "sqlite"},
+		{"sync", "--figures", "a,d"},
+		{"sync", "--ops", "0"},
+		{"sync", "--body", "1XB"},
+		{"sync", "stray"},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), args, &stdout, &stderr)
+		if err == nil {
+			t.Errorf("%q: no error", args)
+		}
+		if errors.Is(err, errUsage) && stderr.Len() == 0 {
+			t.Errorf("%q: usage error without a message", args)
+		}
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"100": 100, "256KiB": 256 << 10, "1MiB": 1 << 20, "2gib": 2 << 30, "64B": 64} {
+		var b byteSize
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("Set(%q) = %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "1.5MiB", "1TiB"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("Set(%q) accepted", in)
+		}
+	}
+	b := byteSize(1 << 20)
+	if b.String() != "1MiB" {
+		t.Errorf("String() = %q", b.String())
+	}
+}
