@@ -26,6 +26,7 @@ import (
 	"github.com/lfnet/lfnet/syncproto/logsync"
 	"github.com/lfnet/lfnet/topics"
 	"github.com/lfnet/lfnet/topics/discovery"
+	"github.com/lfnet/lfnet/topics/gossip"
 )
 
 // Errors of the facade.
@@ -60,6 +61,7 @@ type Node struct {
 	disc     *discovery.Service
 	memb     *membership.Driver
 	sync     *syncproto.Service
+	gossip   *gossip.Router
 
 	sup     *suture.Supervisor
 	supDone <-chan error
@@ -157,6 +159,15 @@ func New(ctx context.Context, opts ...Option) (n *Node, err error) {
 		return nil, fmt.Errorf("lfnet: membership: %w", err)
 	}
 	n.sync = syncproto.NewService(h, n.host.ProtocolID("sync", "1"), syncproto.WithLogger(cfg.logger))
+	n.gossip, err = gossip.New(n.ctx, h, gossip.Config{
+		ProtocolID:     n.host.ProtocolID,
+		Membership:     gossipMembership{n},
+		MaxMessageSize: cfg.gossipLimit,
+		Logger:         cfg.logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lfnet: gossip: %w", err)
+	}
 
 	n.sup.Add(loopService{name: "address book feed", run: n.feedContacts})
 	if cfg.antiEntropy > 0 {
@@ -368,6 +379,9 @@ func (n *Node) Close() error {
 
 func (n *Node) shutdown() error {
 	var errs []error
+	if n.gossip != nil {
+		errs = append(errs, n.gossip.Close())
+	}
 	if n.sync != nil {
 		errs = append(errs, n.sync.Close())
 	}

@@ -159,3 +159,50 @@ func TestMetricsReportSync(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestGossipBetweenNodesJoinedThroughDiscovery(t *testing.T) {
+	room := topics.Random()
+	a := newTestNode(t)
+	b := newTestNode(t, bootstrapFrom(a))
+	ga, err := a.Gossip(context.Background(), room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ga.Close()
+	gb, err := b.Gossip(context.Background(), room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gb.Close()
+	sub := ga.Subscribe()
+	defer sub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// GossipSub needs the subscription announcements to cross before a message can; keep
+	// publishing (each message distinct) until one arrives.
+	got := make(chan string, 1)
+	go func() {
+		msg, err := sub.Next(ctx)
+		if err == nil {
+			got <- string(msg.Data)
+		}
+		close(got)
+	}()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case text, ok := <-got:
+			if !ok || text == "" {
+				t.Fatal("no gossip message arrived")
+			}
+			return
+		case <-tick.C:
+			if err := gb.Publish(ctx, []byte(fmt.Sprintf("hello %d", i))); err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("no gossip message arrived")
+		}
+	}
+}
