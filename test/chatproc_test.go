@@ -31,13 +31,14 @@ var buildChat = sync.OnceValues(func() (string, error) {
 
 // chatEvent is one line of lfchat --script output.
 type chatEvent struct {
-	Type  string   `json:"type"`
-	ID    string   `json:"id"`
-	Topic string   `json:"topic"`
-	Addrs []string `json:"addrs"`
-	Nick  string   `json:"nick"`
-	Text  string   `json:"text"`
-	Own   bool     `json:"own"`
+	Type   string   `json:"type"`
+	ID     string   `json:"id"`
+	Topic  string   `json:"topic"`
+	Addrs  []string `json:"addrs"`
+	Nick   string   `json:"nick"`
+	Text   string   `json:"text"`
+	Own    bool     `json:"own"`
+	Online bool     `json:"online"`
 }
 
 // chatProc is a running lfchat process in script mode.
@@ -49,9 +50,10 @@ type chatProc struct {
 	ready chatEvent
 	done  chan struct{}
 
-	mu    sync.Mutex
-	texts map[string]int // received message texts, counted
-	cond  chan struct{}  // signalled on every new line
+	mu     sync.Mutex
+	texts  map[string]int  // received message texts, counted
+	online map[string]bool // presence by nick, from gossip heartbeats
+	cond   chan struct{}   // signalled on every new line
 }
 
 func startChat(t *testing.T, name string, args ...string) *chatProc {
@@ -74,7 +76,7 @@ func startChat(t *testing.T, name string, args ...string) *chatProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &chatProc{t: t, name: name, cmd: cmd, stdin: stdin, done: make(chan struct{}), texts: map[string]int{}, cond: make(chan struct{}, 1)}
+	p := &chatProc{t: t, name: name, cmd: cmd, stdin: stdin, done: make(chan struct{}), texts: map[string]int{}, online: map[string]bool{}, cond: make(chan struct{}, 1)}
 	readyCh := make(chan chatEvent, 1)
 	go func() {
 		defer close(p.done)
@@ -88,6 +90,10 @@ func startChat(t *testing.T, name string, args ...string) *chatProc {
 			switch ev.Type {
 			case "ready":
 				readyCh <- ev
+			case "presence":
+				p.mu.Lock()
+				p.online[ev.Nick] = ev.Online
+				p.mu.Unlock()
 			case "message":
 				if !ev.Own {
 					p.mu.Lock()
@@ -147,6 +153,31 @@ func (p *chatProc) waitFor(texts ...string) {
 	}
 }
 
+// waitOnline polls until p's presence view shows every nick online.
+func (p *chatProc) waitOnline(nicks ...string) {
+	p.t.Helper()
+	deadline := time.After(90 * time.Second)
+	for {
+		p.mu.Lock()
+		missing := ""
+		for _, n := range nicks {
+			if !p.online[n] && missing == "" {
+				missing = n
+			}
+		}
+		p.mu.Unlock()
+		if missing == "" {
+			return
+		}
+		select {
+		case <-p.cond:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			p.t.Fatalf("%s never saw %s online", p.name, missing)
+		}
+	}
+}
+
 // stop ends the process the way a user does: end of input, then an interrupt.
 func (p *chatProc) stop() {
 	if p.cmd.ProcessState != nil {
@@ -197,6 +228,9 @@ func TestChatProcessesExchangeAndCatchUpAfterRestart(t *testing.T) {
 	a.waitFor("hi from bob", "hi from carol")
 	b.waitFor("hi from alice", "hi from carol")
 	c.waitFor("hi from alice", "hi from bob")
+	// Presence travels over gossip heartbeats.
+	a.waitOnline("bob", "carol")
+	b.waitOnline("alice", "carol")
 
 	c.kill()
 	a.say("while carol was away")

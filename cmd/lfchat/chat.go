@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/lfnet/lfnet"
@@ -77,17 +78,34 @@ func chat(ctx context.Context, o options, logger *slog.Logger, stdin io.Reader, 
 	if nick == "" {
 		nick = "anon-" + hex.EncodeToString(out.self[:3])
 	}
-	out.ready(node, room, fresh)
+	out.ready(node, room, fresh, nick)
 
 	sub, err := logs.Subscribe()
 	if err != nil {
 		return err
 	}
 	defer sub.Close()
+	g, err := node.Gossip(ctx, room)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	subCtx, cancelSub := context.WithCancel(ctx)
 	defer cancelSub()
+	pres := newPresence(g, out, nick)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		pres.run(subCtx)
+	}()
+	defer func() {
+		// Tell the room we left, before the handles close.
+		bye, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		pres.announce(bye, false)
+	}()
 	// History first, then whatever arrives; the printer skips what it already showed.
 	if err := out.history(ctx, logs); err != nil {
 		return err
@@ -112,6 +130,8 @@ func chat(ctx context.Context, o options, logger *slog.Logger, stdin io.Reader, 
 			case strings.TrimSpace(line) == "":
 			case strings.HasPrefix(line, "/nick "):
 				nick = strings.TrimSpace(strings.TrimPrefix(line, "/nick "))
+				pres.setNick(nick)
+				pres.announce(ctx, true)
 				out.notice(fmt.Sprintf("you are now %s", nick))
 			case line == "/quit":
 				return nil
@@ -167,19 +187,25 @@ func (p *printer) emit(human string, machine map[string]any) {
 	fmt.Fprintln(p.w, human)
 }
 
-func (p *printer) ready(node *lfnet.Node, room topics.Topic, fresh bool) {
+func (p *printer) ready(node *lfnet.Node, room topics.Topic, fresh bool, nick string) {
 	addrs := node.Addrs()
 	strs := make([]string, len(addrs))
 	for i, a := range addrs {
 		strs[i] = a.String()
 	}
 	var human strings.Builder
-	fmt.Fprintf(&human, "lfchat: you are %s in room %s\n", node.ID().ShortString(), room.Short())
+	fmt.Fprintf(&human, "lfchat: you are %s (node %s) in room %s\n", nick, shortID(node.ID()), room.Short())
 	if fresh {
 		fmt.Fprintf(&human, "Join this room from another terminal with:\n\n  go run ./cmd/lfchat --topic %s --bootstrap %s\n", room, joinAddr(addrs))
 	}
 	human.WriteString("Type a message and press Enter. /nick NAME to change your name, Ctrl-C to leave.")
 	p.emit(human.String(), map[string]any{"type": "ready", "id": node.ID().String(), "topic": room.String(), "addrs": strs})
+}
+
+// shortID is the tail of a node id, enough to tell nodes apart on screen.
+func shortID(id peer.ID) string {
+	s := id.String()
+	return "…" + s[max(0, len(s)-6):]
 }
 
 // joinAddr picks the address another terminal on this machine reaches most surely.
@@ -195,6 +221,14 @@ func joinAddr(addrs []ma.Multiaddr) string {
 		}
 	}
 	return best
+}
+
+func (p *printer) presence(id peer.ID, nick string, online bool) {
+	state := "left"
+	if online {
+		state = "is online"
+	}
+	p.emit(fmt.Sprintf("* %s %s", nick, state), map[string]any{"type": "presence", "id": id.String(), "nick": nick, "online": online})
 }
 
 func (p *printer) notice(text string) {
@@ -264,11 +298,11 @@ func (p *printer) follow(ctx context.Context, sub *syncproto.Subscription) {
 			}
 		case syncproto.SyncStarted:
 			if n := ev.Expected.ItemsReceived; n >= progressThreshold {
-				p.notice(fmt.Sprintf("catching up on %d messages from %s", n, ev.Remote.ShortString()))
+				p.notice(fmt.Sprintf("catching up on %d messages from %s", n, shortID(ev.Remote)))
 			}
 		case syncproto.SyncFinished:
 			if n := ev.Metrics.ItemsReceived; n >= progressThreshold {
-				p.notice(fmt.Sprintf("caught up: %d messages from %s", n, ev.Remote.ShortString()))
+				p.notice(fmt.Sprintf("caught up: %d messages from %s", n, shortID(ev.Remote)))
 			}
 		}
 	}
