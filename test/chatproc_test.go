@@ -124,23 +124,18 @@ func (p *chatProc) say(text string) {
 	}
 }
 
-// waitFor polls until p has received each text exactly once.
-func (p *chatProc) waitFor(texts ...string) {
+// poll re-checks p's received state, under its lock, as lines arrive: check returns what
+// is still missing ("" when done), or a failure that ends the test.
+func (p *chatProc) poll(what string, check func() (missing, failure string)) {
 	p.t.Helper()
 	deadline := time.After(90 * time.Second)
 	for {
 		p.mu.Lock()
-		missing := ""
-		for _, txt := range texts {
-			switch n := p.texts[txt]; {
-			case n == 0 && missing == "":
-				missing = txt
-			case n > 1:
-				p.mu.Unlock()
-				p.t.Fatalf("%s received %q %d times", p.name, txt, n)
-			}
-		}
+		missing, failure := check()
 		p.mu.Unlock()
+		if failure != "" {
+			p.t.Fatal(failure)
+		}
 		if missing == "" {
 			return
 		}
@@ -148,34 +143,40 @@ func (p *chatProc) waitFor(texts ...string) {
 		case <-p.cond:
 		case <-time.After(100 * time.Millisecond):
 		case <-deadline:
-			p.t.Fatalf("%s never received %q", p.name, missing)
+			p.t.Fatalf("%s never %s %q", p.name, what, missing)
 		}
 	}
 }
 
-// waitOnline polls until p's presence view shows every nick online.
-func (p *chatProc) waitOnline(nicks ...string) {
+// waitFor waits until p has received each text, and fails if any arrived twice.
+func (p *chatProc) waitFor(texts ...string) {
 	p.t.Helper()
-	deadline := time.After(90 * time.Second)
-	for {
-		p.mu.Lock()
-		missing := ""
-		for _, n := range nicks {
-			if !p.online[n] && missing == "" {
-				missing = n
+	p.poll("received", func() (string, string) {
+		for _, txt := range texts {
+			if n := p.texts[txt]; n > 1 {
+				return "", fmt.Sprintf("%s received %q %d times", p.name, txt, n)
 			}
 		}
-		p.mu.Unlock()
-		if missing == "" {
-			return
+		for _, txt := range texts {
+			if p.texts[txt] == 0 {
+				return txt, ""
+			}
 		}
-		select {
-		case <-p.cond:
-		case <-time.After(100 * time.Millisecond):
-		case <-deadline:
-			p.t.Fatalf("%s never saw %s online", p.name, missing)
+		return "", ""
+	})
+}
+
+// waitOnline waits until p's presence view shows every nick online.
+func (p *chatProc) waitOnline(nicks ...string) {
+	p.t.Helper()
+	p.poll("saw online", func() (string, string) {
+		for _, n := range nicks {
+			if !p.online[n] {
+				return n, ""
+			}
 		}
-	}
+		return "", ""
+	})
 }
 
 // stop ends the process the way a user does: end of input, then an interrupt.
