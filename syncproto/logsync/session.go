@@ -220,7 +220,8 @@ func (s *session) send(ctx context.Context, conn syncproto.Conn, remoteHave <-ch
 
 // sendOp sends one operation with its body in chunks, unless it already crossed the link.
 func (s *session) sendOp(conn syncproto.Conn, kind uint64, e Entry) error {
-	if s.markSeen(e.Op.Hash()) {
+	// The seen set exists for live pushes; a catch-up-only session sends each op once.
+	if s.info.Live && s.markSeen(e.Op.Hash()) {
 		return nil
 	}
 	body := e.Op.Body
@@ -473,7 +474,9 @@ func (in *ingester) process(ctx context.Context, batch []rawOp) error {
 		return fmt.Errorf("%w from %s: %w", ErrInvalidOperation, in.s.info.Remote, err)
 	}
 	for _, e := range entries {
-		in.s.markSeen(e.Op.Hash())
+		if in.s.info.Live {
+			in.s.markSeen(e.Op.Hash())
+		}
 		in.s.itemsRecv.Add(1)
 		in.s.bytesRecv.Add(e.Op.encodedSize())
 	}
