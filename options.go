@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -85,6 +86,26 @@ func WithBootstrap(addrs ...string) Option {
 			return err
 		}
 		c.hostOpts = append(c.hostOpts, lfhost.WithBootstrap(mas...))
+		return nil
+	}
+}
+
+// WithRelays sets circuit-relay v2 relays (for example lfnode instances), as full multiaddrs
+// ending in /p2p/<id>. The node keeps a reservation on each and advertises the relayed
+// addresses in its signed peer record, so that nodes that cannot reach it directly (on
+// another private network, behind a NAT) connect through a relay; see
+// host.WithStaticRelays.
+func WithRelays(addrs ...string) Option {
+	return func(c *config) error {
+		mas, err := parseAddrs(addrs)
+		if err != nil {
+			return err
+		}
+		infos, err := peer.AddrInfosFromP2pAddrs(mas...)
+		if err != nil {
+			return fmt.Errorf("%w: relay address: %v", ErrOption, err)
+		}
+		c.hostOpts = append(c.hostOpts, lfhost.WithStaticRelays(infos...))
 		return nil
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	bhost "github.com/libp2p/go-libp2p/p2p/host/basic"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -69,6 +68,7 @@ type Host struct {
 	mdns      *mdnsDiscovery
 	idSub     event.Subscription
 
+	ctx       context.Context // ends with Close
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -185,11 +185,13 @@ func New(ctx context.Context, opts ...Option) (*Host, error) {
 		lopts = append(lopts, libp2p.NATPortMap())
 	}
 	lopts = append(lopts, libp2p.EnableHolePunching())
+	var relays *relayKeeper
 	if len(cfg.staticRelays) > 0 {
-		lopts = append(lopts, libp2p.EnableAutoRelayWithStaticRelays(cfg.staticRelays,
-			// libp2p's default waits an hour after a failed reservation; our relays are few
-			// and known, so retry them sooner.
-			autorelay.WithBackoff(time.Minute)))
+		if given.AddrsFactory != nil {
+			return fail(fmt.Errorf("%w: static relays add their circuit addresses with an address factory; a libp2p AddrsFactory cannot be combined with them", ErrOption))
+		}
+		relays = newRelayKeeper(cfg.staticRelays, log)
+		lopts = append(lopts, libp2p.AddrsFactory(relays.addrsFactory))
 	}
 	if cfg.autoNATSvc {
 		lopts = append(lopts, libp2p.EnableNATService(), libp2p.EnableAutoNATv2())
@@ -220,7 +222,18 @@ func New(ctx context.Context, opts ...Option) (*Host, error) {
 	}
 	// From here on, a failing attach closes the host (and with it the resource and
 	// connection managers) and the database itself.
-	return attach(h, cfg, log, true, db, ownDB)
+	x, err := attach(h, cfg, log, true, db, ownDB)
+	if err != nil {
+		return nil, err
+	}
+	if relays != nil {
+		x.wg.Add(1)
+		go func() {
+			defer x.wg.Done()
+			relays.run(x.ctx, h)
+		}()
+	}
+	return x, nil
 }
 
 // Attach adds lfnet to a libp2p host the application owns: it registers lfnet's handlers,
@@ -259,7 +272,7 @@ func attach(h host.Host, cfg *config, log *slog.Logger, owned bool, db *bbolt.DB
 		log:       log.With("node", h.ID().ShortString()),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	x.cancel = cancel
+	x.ctx, x.cancel = ctx, cancel
 	ok := false
 	defer func() {
 		if !ok {

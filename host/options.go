@@ -191,8 +191,14 @@ func WithConnectionGater(g connmgr.ConnectionGater) Option {
 	}
 }
 
-// WithStaticRelays sets circuit-relay v2 relays (for example lfnode instances). When AutoNAT
-// finds the node unreachable, it reserves a slot on them and advertises relayed addresses.
+// WithStaticRelays sets circuit-relay v2 relays (for example lfnode instances) as full
+// addresses. The host keeps a reservation on each (renewed before it expires, and again at
+// once after the connection to the relay drops) and, while it holds one, adds that relay's
+// /p2p-circuit addresses to its own, so they travel in its signed peer record. Peers still
+// reach the node directly where they can, since libp2p dials relay addresses last.
+// Relays on private networks
+// count too, unlike libp2p's autorelay, which advertises only public relay addresses and
+// only once AutoNAT calls the node private. Cannot be combined with a libp2p AddrsFactory.
 func WithStaticRelays(relays ...peer.AddrInfo) Option {
 	return func(c *config) error {
 		c.staticRelays = append(c.staticRelays, relays...)

@@ -1,6 +1,8 @@
 // Command lfnode runs an always-on lfnet node: a stable bootstrap node that other nodes
 // list with WithBootstrap, a circuit-relay v2 relay for nodes that cannot reach each other
-// directly, and an AutoNAT server that tells nodes whether they are reachable.
+// directly, and an AutoNAT server that tells nodes whether they are reachable. It also
+// answers discovery sessions: holding no topics, it shares nothing but the signed records
+// of nodes it knows, which is how nodes that know only lfnode find each other.
 //
 // It keeps its identity (and address book) in --data, prints its full multiaddrs (one per
 // line, ending in /p2p/<node id>) on standard output once it listens, logs to standard
@@ -24,6 +26,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/lfnet/lfnet/host"
+	"github.com/lfnet/lfnet/topics"
+	"github.com/lfnet/lfnet/topics/discovery"
 )
 
 func main() {
@@ -51,8 +55,9 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 const usageHeader = `Usage: lfnode --data DIR [flags]
 
-lfnode is an always-on lfnet node: a bootstrap node for other nodes, a circuit-relay v2
-relay, and an AutoNAT server. It prints each of its multiaddrs (ending in /p2p/<node id>)
+lfnode is an always-on lfnet node: a bootstrap node for other nodes (it passes on the
+signed records of the nodes it knows, never topics), a circuit-relay v2 relay, and an
+AutoNAT server. It prints each of its multiaddrs (ending in /p2p/<node id>)
 on its own line on standard output once it listens; hand one of them to other nodes as a
 bootstrap address or static relay. Logs go to standard error. SIGINT or SIGTERM stops it
 cleanly (exit status 0).
@@ -260,11 +265,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("print addresses: %w", err)
 		}
 	}
+	// lfnode holds no topics, so discovery's private set intersection finds nothing in
+	// common with anyone; but every session still hands the other side a sample of the
+	// signed records lfnode knows. That makes lfnode a step of other nodes' random walks:
+	// two nodes that only know lfnode learn each other's records through it, then find
+	// their common topics with each other directly. It never walks itself (it has nothing
+	// to look for); its address book fills from the nodes that connect to it.
+	disc := discovery.New(h.Libp2p(), h.ProtocolID("discovery", "1"), h.AddressBook(), topics.NewRegistry(),
+		discovery.Config{SessionTimeout: discovery.DefaultConfig().SessionTimeout, Logger: log})
 	networkID := h.NetworkID()
 	log.Info("lfnode running", "node", h.ID(), "network", hex.EncodeToString(networkID[:]))
 	<-ctx.Done()
 	log.Info("lfnode stopping")
-	if err := h.Close(); err != nil {
+	if err := errors.Join(disc.Close(), h.Close()); err != nil {
 		return err
 	}
 	log.Info("lfnode stopped")

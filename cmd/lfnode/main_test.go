@@ -11,13 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -26,7 +26,11 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/goleak"
 
+	"github.com/lfnet/lfnet"
 	"github.com/lfnet/lfnet/host"
+	"github.com/lfnet/lfnet/syncproto/logsync"
+	"github.com/lfnet/lfnet/topics"
+	"github.com/lfnet/lfnet/topics/discovery"
 )
 
 // buildDir holds the lfnode binary built for TestBinaryRunsAndStopsOnSIGTERM.
@@ -242,27 +246,23 @@ func newClient(t *testing.T, opts ...host.Option) *host.Host {
 }
 
 // TestRelayConnectsUnreachableNodes: A and B can only make direct connections to the lfnode
-// relay; B reserves a slot on it as its static relay, A dials B through the circuit, and a
-// stream between them works over the limited, relayed connection.
+// relay; B keeps a reservation on it as its static relay and advertises the circuit, A
+// dials B at B's advertised addresses, and a stream between them works over the limited,
+// relayed connection.
 func TestRelayConnectsUnreachableNodes(t *testing.T) {
 	relay := startInProcess(t)
 	gate := host.WithConnectionGater(relayOnly{relay: relay.ID})
 
-	b := newClient(t, gate, host.WithStaticRelays(relay),
-		// AutoNAT would take a while to decide that B is unreachable; tell it so.
-		host.WithLibp2pOptions(libp2p.ForceReachabilityPrivate()))
+	b := newClient(t, gate, host.WithStaticRelays(relay))
 	echo := b.ProtocolID("echo", "1")
 	b.Libp2p().SetStreamHandler(echo, func(s network.Stream) {
 		defer s.Close()
 		_, _ = io.Copy(s, s)
 	})
-	// autorelay protects the connection to a relay once it holds a reservation there. (It
-	// advertises circuit addresses only through public relay addresses, and the relay here
-	// is on loopback, so B's address list cannot tell.)
-	eventually(t, "B to reserve a slot on the relay", func() bool {
-		return b.Libp2p().ConnManager().IsProtected(relay.ID, "autorelay")
+	eventually(t, "B to advertise a circuit through the relay", func() bool {
+		return slices.ContainsFunc(b.Libp2p().Addrs(), isCircuit)
 	})
-	circuit := relay.Addrs[0].Encapsulate(ma.StringCast("/p2p/" + relay.ID.String() + "/p2p-circuit"))
+	advertised := peer.AddrInfo{ID: b.ID(), Addrs: b.Libp2p().Addrs()}
 
 	a := newClient(t, gate)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -275,10 +275,9 @@ func TestRelayConnectsUnreachableNodes(t *testing.T) {
 	if err := a.Libp2p().Connect(network.WithForceDirectDial(ctx, "test"), direct); err == nil {
 		t.Fatal("A dialled B directly")
 	}
-	// ...but the relay circuit works.
-	t.Logf("dialling B through %s", circuit)
-	if err := a.Libp2p().Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: []ma.Multiaddr{circuit}}); err != nil {
-		t.Fatalf("dial through the relay: %v", err)
+	// ...but B's advertised addresses lead through the relay.
+	if err := a.Libp2p().Connect(ctx, advertised); err != nil {
+		t.Fatalf("dial %v: %v", advertised.Addrs, err)
 	}
 	s, err := a.Libp2p().NewStream(network.WithAllowLimitedConn(ctx, "relayed test"), b.ID(), echo)
 	if err != nil {
@@ -394,5 +393,69 @@ func TestBinaryRunsAndStopsOnSIGTERM(t *testing.T) {
 	}
 	if ids[0] != ids[1] {
 		t.Fatalf("identity changed across restarts: %s, %s", ids[0], ids[1])
+	}
+}
+
+// TestRelayedNodesMeetAndSync: two lfnet nodes that can each reach only lfnode (their
+// bootstrap node and relay) find each other through discovery sessions with lfnode, which
+// holds no topics but shares the records it knows, connect through the relay circuit their
+// records advertise, and sync a topic's log over it.
+func TestRelayedNodesMeetAndSync(t *testing.T) {
+	relay := startInProcess(t, "--relay-unlimited")
+	relayAddr := relay.Addrs[0].Encapsulate(ma.StringCast("/p2p/" + relay.ID.String())).String()
+	fastWalks := discovery.DefaultConfig()
+	fastWalks.StepInterval = 200 * time.Millisecond
+	newNode := func() *lfnet.Node {
+		n, err := lfnet.New(context.Background(),
+			lfnet.WithListenAddrs("/ip4/127.0.0.1/tcp/0"),
+			lfnet.WithHostOptions(host.WithNATPortMap(false), host.WithConnectionGater(relayOnly{relay: relay.ID})),
+			lfnet.WithBootstrap(relayAddr),
+			lfnet.WithRelays(relayAddr),
+			lfnet.WithDiscoveryConfig(fastWalks),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := n.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return n
+	}
+	x, y := newNode(), newNode()
+	room := topics.Random()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	xLogs, err := x.LogSync(ctx, room, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer xLogs.Close()
+	yLogs, err := y.LogSync(ctx, room, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer yLogs.Close()
+	op, err := xLogs.Publish(ctx, []byte("through the relay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Y to receive X's operation", func() bool {
+		found := false
+		_ = yLogs.Range(ctx, func(e logsync.Entry) error {
+			found = found || e.Op.Hash() == op.Hash()
+			return nil
+		})
+		return found
+	})
+	conns := x.Host().Libp2p().Network().ConnsToPeer(y.ID())
+	if len(conns) == 0 {
+		t.Fatal("X synced with Y without a connection to it")
+	}
+	for _, c := range conns {
+		if !isCircuit(c.RemoteMultiaddr()) {
+			t.Fatalf("X has a direct connection to Y: %s", c.RemoteMultiaddr())
+		}
 	}
 }
