@@ -59,6 +59,9 @@ func chat(ctx context.Context, o options, logger *slog.Logger, stdin io.Reader, 
 	if len(o.bootstrap) > 0 {
 		opts = append(opts, lfnet.WithBootstrap(o.bootstrap...))
 	}
+	if len(o.relays) > 0 {
+		opts = append(opts, lfnet.WithRelays(o.relays...))
+	}
 	if o.dataDir != "" {
 		opts = append(opts, lfnet.WithDataDir(o.dataDir))
 	}
@@ -79,6 +82,15 @@ func chat(ctx context.Context, o options, logger *slog.Logger, stdin io.Reader, 
 		nick = "anon-" + hex.EncodeToString(out.self[:3])
 	}
 	out.ready(node, room, fresh, nick)
+	if o.script {
+		conns := watchConnections(node.Host().Libp2p().Network())
+		printed := make(chan struct{})
+		go func() {
+			defer close(printed)
+			conns.print(out)
+		}()
+		defer func() { conns.stop(); <-printed }()
+	}
 
 	sub, err := logs.Subscribe()
 	if err != nil {
@@ -221,6 +233,22 @@ func joinAddr(addrs []ma.Multiaddr) string {
 		}
 	}
 	return best
+}
+
+// connection reports a connection to a peer opening (up) or closing, and whether it runs
+// through a relay (its remote address is a /p2p-circuit address).
+func (p *printer) connection(c connEvent) {
+	state := "closed"
+	if c.up {
+		state = "open"
+	}
+	relayed := ""
+	if c.relayed {
+		relayed = " (relayed)"
+	}
+	p.emit(fmt.Sprintf("* connection to %s %s%s", shortID(c.peer), state, relayed), map[string]any{
+		"type": "connection", "id": c.peer.String(), "addr": c.addr.String(), "relayed": c.relayed, "up": c.up,
+	})
 }
 
 func (p *printer) presence(id peer.ID, nick string, online bool) {

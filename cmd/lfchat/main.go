@@ -26,6 +26,7 @@ func main() {
 type options struct {
 	topic     string
 	bootstrap []string
+	relays    []string
 	listen    []string
 	mdns      bool
 	nat       bool
@@ -59,12 +60,13 @@ Flags:
 	}
 	fs.StringVar(&o.topic, "topic", "", "room to join: a 64-character hex topic id (default: a fresh random room)")
 	fs.Var((*listFlag)(&o.bootstrap), "bootstrap", "full multiaddr (ending in /p2p/<id>) of a node to start from; repeatable")
+	fs.Var((*listFlag)(&o.relays), "relay", "full multiaddr (ending in /p2p/<id>) of a relay, such as an lfnode, to stay reachable through\nwhen peers cannot reach you directly; repeatable")
 	fs.Var((*listFlag)(&o.listen), "listen", "multiaddr to listen on; repeatable (default /ip4/0.0.0.0/tcp/0 and /ip4/0.0.0.0/udp/0/quic-v1)")
 	fs.BoolVar(&o.mdns, "mdns", false, "find peers on the local network by multicast DNS (announces this node on the LAN)")
 	fs.BoolVar(&o.nat, "nat", false, "ask the local router for a port mapping (UPnP / NAT-PMP) so peers beyond it can reach you")
 	fs.StringVar(&o.dataDir, "data", "", "directory for identity and history; without it everything is forgotten on exit")
 	fs.StringVar(&o.nick, "nick", "", "name shown to others (default: derived from your node id)")
-	fs.BoolVar(&o.script, "script", false, "for programs: read messages from stdin, print one JSON object per line")
+	fs.BoolVar(&o.script, "script", false, "for programs: read messages from stdin, print one JSON object per line\n(also a \"connection\" object whenever a connection to a peer opens or closes)")
 	fs.BoolVar(&o.verbose, "v", false, "log lfnet's debug messages to stderr")
 	if err := fs.Parse(args); err != nil {
 		return o, err
