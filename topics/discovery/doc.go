@@ -13,6 +13,11 @@
 // salted per session, so nothing repeats across sessions and a token reveals nothing to a
 // node without the topic.
 //
+// A node that holds no topics (lfnode) still answers sessions: it finds nothing in common
+// and shares only that sample, which makes it a step of other nodes' walks. Two nodes that
+// know nothing but the same lfnode learn each other's records from it, and then find their
+// common topics in a session with each other; lfnode never learns a topic.
+//
 // Random walks (two by default) keep discovery going in the background: each step contacts
 // a node the previous session returned, or with a small probability (and whenever there is
 // nothing to continue with) a bootstrap or other known node. Results land in the host's

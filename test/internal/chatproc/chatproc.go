@@ -11,8 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -190,6 +190,13 @@ func (p *Proc) WaitFor(texts ...string) {
 		}
 		return "", ""
 	})
+}
+
+// Received returns how many times p has received text so far.
+func (p *Proc) Received(text string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.texts[text]
 }
 
 // WaitOnline waits until p's presence view shows every nick online.
