@@ -102,7 +102,11 @@ func Start(t testing.TB, name string, cmd *exec.Cmd) *Proc {
 			p.mu.Lock()
 			switch ev.Type {
 			case "ready":
-				readyCh <- ev
+				select {
+				case readyCh <- ev:
+				default:
+					t.Errorf("%s: a second ready line %q", name, sc.Text())
+				}
 			case "presence":
 				p.online[ev.Nick] = ev.Online
 			case "message":
