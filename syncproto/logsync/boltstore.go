@@ -28,6 +28,8 @@ var (
 )
 
 const (
+	entriesFillPercent = 1.0
+
 	logKeyLen   = len(PublicKey{}) + 8
 	entryKeyLen = logKeyLen + 8
 	headLen     = 8 + len(Hash{}) + 8
@@ -189,6 +191,10 @@ func buckets(tx *bbolt.Tx) (boltBuckets, error) {
 	if b.entries == nil || b.byHash == nil || b.heads == nil || b.topics == nil {
 		return b, fmt.Errorf("%w: buckets missing", ErrCorrupt)
 	}
+	// A log's entries are only ever appended at the end of its key range, so a page that
+	// splits off is never written again: fill it completely (bbolt's default of half full
+	// suits random keys, like the byhash index's, and would double the entries' pages).
+	b.entries.FillPercent = entriesFillPercent
 	return b, nil
 }
 

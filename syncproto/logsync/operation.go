@@ -265,6 +265,21 @@ func NewOperation(priv ed25519.PrivateKey, prev *Operation, body []byte, extensi
 //
 // DecodeOperation copies what it keeps; header and body may be reused after it returns.
 func DecodeOperation(header, body []byte) (*Operation, error) {
+	// One allocation holds the operation's copy of both header and body.
+	buf := make([]byte, len(header)+len(body))
+	copy(buf, header)
+	copy(buf[len(header):], body)
+	var ownBody []byte
+	if body != nil {
+		ownBody = buf[len(header):]
+	}
+	return decodeOwned(buf[:len(header):len(header)], ownBody)
+}
+
+// decodeOwned is DecodeOperation for buffers the caller hands over: the operation keeps
+// header and body without copying them, so nothing may modify them afterwards. The session
+// uses it for operations it has just received into buffers of their own.
+func decodeOwned(header, body []byte) (*Operation, error) {
 	if err := codec.CheckCanonical(header); err != nil {
 		switch {
 		case errors.Is(err, codec.ErrTrailingBytes):
@@ -275,14 +290,7 @@ func DecodeOperation(header, body []byte) (*Operation, error) {
 			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 	}
-	// One allocation holds the operation's copy of both header and body.
-	buf := make([]byte, len(header)+len(body))
-	copy(buf, header)
-	copy(buf[len(header):], body)
-	op := &Operation{headerBytes: buf[:len(header):len(header)]}
-	if body != nil {
-		op.Body = buf[len(header):]
-	}
+	op := &Operation{headerBytes: header[:len(header):len(header)], Body: body}
 	if err := parseHeader(op); err != nil {
 		return nil, err
 	}

@@ -5,18 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"github.com/lfnet/lfnet/syncproto"
 )
 
-// Ingest batching: operations are verified in parallel and stored in one transaction per
-// batch; a batch is flushed at these sizes, at Done, and after every live operation.
 const (
-	batchOps   = 256
-	batchBytes = 4 << 20
 	// seenLimit bounds the per-session set of operation ids that crossed the link; when
 	// full it starts over, which can only cost a duplicate send that the peer ignores.
 	seenLimit = 1 << 16
@@ -301,7 +296,7 @@ func (s *session) receive(ctx context.Context, conn syncproto.Conn, remoteHave c
 		}
 		batch = append(batch, op)
 		batchSize += len(op.header) + len(op.body)
-		if len(batch) >= batchOps || batchSize >= batchBytes {
+		if len(batch) >= verifyBatchOps || batchSize >= verifyBatchBytes {
 			if err := in.submit(ctx, batch); err != nil {
 				return err
 			}
@@ -388,143 +383,4 @@ func (s *session) readOp(conn syncproto.Conn, m opMsg) (rawOp, error) {
 		body = append(body, data...)
 	}
 	return rawOp{logID: m.LogID, header: append([]byte(nil), m.Header...), body: body}, nil
-}
-
-// ingester verifies batches in parallel and stores them, one batch behind the reader so
-// that reading, verifying and writing overlap. It holds at most two batches.
-type ingester struct {
-	s     *session
-	emit  func(syncproto.Event)
-	in    chan ingestReq
-	done  chan struct{}
-	err   error // set before done closes
-	close func()
-}
-
-type ingestReq struct {
-	batch []rawOp
-	ack   chan struct{} // flush marker: closed when everything before it is stored
-}
-
-func newIngester(ctx context.Context, s *session, emit func(syncproto.Event)) *ingester {
-	in := &ingester{s: s, emit: emit, in: make(chan ingestReq, 1), done: make(chan struct{})}
-	var once sync.Once
-	in.close = func() {
-		once.Do(func() { close(in.in) })
-		<-in.done
-	}
-	go in.run(ctx)
-	return in
-}
-
-func (in *ingester) run(ctx context.Context) {
-	defer close(in.done)
-	for req := range in.in {
-		if in.err != nil {
-			continue // drain until closed
-		}
-		if req.ack != nil {
-			close(req.ack)
-			continue
-		}
-		if err := in.process(ctx, req.batch); err != nil {
-			in.err = err
-			in.s.cancel(err)
-		}
-	}
-}
-
-func (in *ingester) submit(ctx context.Context, batch []rawOp) error {
-	if len(batch) == 0 {
-		return nil
-	}
-	select {
-	case in.in <- ingestReq{batch: batch}:
-		return nil
-	case <-in.done:
-		return in.err
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
-// flush waits until everything submitted so far is stored.
-func (in *ingester) flush(ctx context.Context) error {
-	ack := make(chan struct{})
-	select {
-	case in.in <- ingestReq{ack: ack}:
-	case <-in.done:
-		return in.err
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-	select {
-	case <-ack:
-		return nil
-	case <-in.done:
-		return in.err
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
-func (in *ingester) process(ctx context.Context, batch []rawOp) error {
-	entries, err := verifyParallel(batch)
-	if err != nil {
-		return fmt.Errorf("%w from %s: %w", ErrInvalidOperation, in.s.info.Remote, err)
-	}
-	for _, e := range entries {
-		if in.s.info.Live {
-			in.s.markSeen(e.Op.Hash())
-		}
-		in.s.itemsRecv.Add(1)
-		in.s.bytesRecv.Add(e.Op.encodedSize())
-	}
-	fresh, err := in.s.m.ingest(ctx, entries, in.s.info.ID)
-	for _, e := range fresh {
-		in.emit(syncproto.Event{Kind: syncproto.ItemReceived, Item: e, Metrics: in.s.metrics()})
-	}
-	if err != nil {
-		return fmt.Errorf("from %s: %w", in.s.info.Remote, err)
-	}
-	return nil
-}
-
-// verifyParallel decodes and verifies a batch across all cores, keeping its order.
-func verifyParallel(batch []rawOp) ([]Entry, error) {
-	entries := make([]Entry, len(batch))
-	workers := min(runtime.GOMAXPROCS(0), len(batch))
-	if workers <= 1 {
-		for i, r := range batch {
-			op, err := DecodeOperation(r.header, r.body)
-			if err != nil {
-				return nil, err
-			}
-			entries[i] = Entry{Op: op, LogID: r.logID}
-		}
-		return entries, nil
-	}
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(batch); i += workers {
-				op, err := DecodeOperation(batch[i].header, batch[i].body)
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				entries[i] = Entry{Op: op, LogID: batch[i].logID}
-			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return entries, nil
 }
