@@ -233,12 +233,20 @@ func (s *BoltStore) InsertBatch(ctx context.Context, entries []Entry) ([]bool, e
 		if err != nil {
 			return err
 		}
+		// A batch usually extends one log many times: its head is read once and written
+		// once, at the end, instead of for every entry.
+		heads := make(map[LogRef]*logHead)
 		for i, e := range entries {
-			ok, err := b.insert(e)
+			ok, err := b.insert(e, heads)
 			if err != nil {
 				return &BatchError{Index: i, Err: err}
 			}
 			inserted[i] = ok
+		}
+		for log, head := range heads {
+			if err := b.heads.Put(logKey(log), encodeHead(*head)); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -253,8 +261,9 @@ func (s *BoltStore) InsertBatch(ctx context.Context, entries []Entry) ([]bool, e
 }
 
 // insert adds one entry inside a write transaction; bbolt shows a transaction its own
-// writes, so later entries of a batch see earlier ones.
-func (b boltBuckets) insert(e Entry) (bool, error) {
+// writes, so later entries of a batch see earlier ones. heads holds the heads of the logs
+// this transaction changed, which the caller writes before committing.
+func (b boltBuckets) insert(e Entry, heads map[LogRef]*logHead) (bool, error) {
 	op := e.Op
 	if err := checkInsertable(op); err != nil {
 		return false, err
@@ -267,9 +276,12 @@ func (b boltBuckets) insert(e Entry) (bool, error) {
 		}
 		return false, alreadyIn(log, stored, op)
 	}
-	head, err := b.head(log)
-	if err != nil {
-		return false, err
+	head, changed := heads[log]
+	if !changed {
+		var err error
+		if head, err = b.head(log); err != nil {
+			return false, err
+		}
 	}
 	ignore, err := checkAppend(log, head, op)
 	if err != nil || ignore {
@@ -278,6 +290,7 @@ func (b boltBuckets) insert(e Entry) (bool, error) {
 	if head == nil {
 		head = &logHead{}
 	}
+	heads[log] = head
 	head.height = op.Header.SeqNum + 1
 	head.latest = op.hash
 	// bbolt keeps references to keys and values until commit, so each Put gets its own.
@@ -286,9 +299,6 @@ func (b boltBuckets) insert(e Entry) (bool, error) {
 		return false, err
 	}
 	if err := b.byHash.Put(slices.Clone(op.hash[:]), slices.Clone(key)); err != nil {
-		return false, err
-	}
-	if err := b.heads.Put(logKey(log), encodeHead(*head)); err != nil {
 		return false, err
 	}
 	return true, nil

@@ -2,10 +2,12 @@ package logsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lfnet/lfnet/syncproto"
 )
@@ -29,21 +31,77 @@ const (
 	// verifyJobOps is how many operations a worker verifies per job: small enough to share a
 	// batch among the cores, large enough that taking a job costs nothing next to it.
 	verifyJobOps = 32
-	// ingestQueue is how many verification batches may wait between reader and store, which
-	// bounds a session's received but unstored data to about ingestQueue*verifyBatchBytes
-	// plus one store transaction.
-	ingestQueue = 16
+	// inflightOps and inflightBytes bound what a session holds between reading an operation
+	// and storing it (verified or not); the reader waits while they are reached. They must
+	// leave room for a full store transaction plus the batches verified during its commit.
+	inflightOps   = 32768
+	inflightBytes = 48 << 20
+	// ingestQueue bounds the queued batches; the in-flight budget is what normally binds.
+	ingestQueue = 1024
 	// storeBatchOps and storeBatchBytes bound one store transaction. Large transactions
-	// amortise the commit's fsyncs and let each dirtied page take many inserts.
-	storeBatchOps   = 4096
+	// amortise the commit's fsyncs and let each dirtied page take many inserts: the byhash
+	// index has random keys, so a transaction dirties about min(ops, index leaves) pages.
+	storeBatchOps   = 16384
 	storeBatchBytes = 16 << 20
+	// storeMaxDelay bounds how long a catch-up operation waits for its transaction to fill
+	// up, so that a slow sender's operations still reach the store (and the application)
+	// steadily. Live operations are stored as soon as they are verified.
+	storeMaxDelay = 500 * time.Millisecond
 )
+
+// inflight is the reader's budget of operations and bytes not yet stored.
+type inflight struct {
+	mu         sync.Mutex
+	ops, bytes int
+	freed      chan struct{} // closed and replaced whenever something is released
+}
+
+// acquire waits until ops and bytes fit the budget. When nothing is in flight it always
+// succeeds, so that a single operation larger than the byte budget still passes.
+func (f *inflight) acquire(ctx context.Context, stop <-chan struct{}, ops, bytes int) error {
+	for {
+		f.mu.Lock()
+		if f.ops == 0 || (f.ops+ops <= inflightOps && f.bytes+bytes <= inflightBytes) {
+			f.ops += ops
+			f.bytes += bytes
+			f.mu.Unlock()
+			return nil
+		}
+		if f.freed == nil {
+			f.freed = make(chan struct{})
+		}
+		freed := f.freed
+		f.mu.Unlock()
+		select {
+		case <-freed:
+		case <-stop:
+			return errStopped
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+func (f *inflight) release(ops, bytes int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ops -= ops
+	f.bytes -= bytes
+	if f.freed != nil {
+		close(f.freed)
+		f.freed = nil
+	}
+}
+
+// errStopped stands for the store stage's own error, which the caller reads after done.
+var errStopped = errors.New("logsync: ingest stopped")
 
 // ingestItem is one queued verification batch, or (ack != nil) a flush marker.
 type ingestItem struct {
 	batch   []rawOp
 	entries []Entry // entries[i] is batch[i] verified
 	size    int     // header plus body bytes of the batch
+	live    bool    // received in live mode: store without waiting for more
 	pending atomic.Int32
 	done    chan struct{} // closed once every job of the batch finished
 
@@ -126,14 +184,15 @@ func (p *verifyPool) work() {
 
 // ingester is the verification and store stages of one session's pipeline.
 type ingester struct {
-	s     *session
-	ctx   context.Context
-	emit  func(syncproto.Event)
-	queue chan *ingestItem
-	pool  verifyPool
-	done  chan struct{}
-	err   error // set before done closes
-	close func()
+	s      *session
+	ctx    context.Context
+	emit   func(syncproto.Event)
+	queue  chan *ingestItem
+	budget inflight
+	pool   verifyPool
+	done   chan struct{}
+	err    error // set before done closes
+	close  func()
 }
 
 func newIngester(ctx context.Context, s *session, emit func(syncproto.Event)) *ingester {
@@ -154,16 +213,22 @@ func newIngester(ctx context.Context, s *session, emit func(syncproto.Event)) *i
 }
 
 // submit queues batch for verification and storage; it blocks while the queue is full.
-func (in *ingester) submit(ctx context.Context, batch []rawOp) error {
+func (in *ingester) submit(ctx context.Context, batch []rawOp, live bool) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	it := &ingestItem{batch: batch, entries: make([]Entry, len(batch)), done: make(chan struct{})}
+	it := &ingestItem{batch: batch, entries: make([]Entry, len(batch)), live: live, done: make(chan struct{})}
 	for _, r := range batch {
 		it.size += len(r.header) + len(r.body)
 	}
 	jobs := (len(batch) + verifyJobOps - 1) / verifyJobOps
 	it.pending.Store(int32(jobs))
+	if err := in.budget.acquire(ctx, in.done, len(batch), it.size); err != nil {
+		if errors.Is(err, errStopped) {
+			return in.err
+		}
+		return err
+	}
 	// Queued before its jobs start, so the queue's bound also bounds the work in flight.
 	if err := in.enqueue(ctx, it); err != nil {
 		return err
@@ -203,10 +268,14 @@ func (in *ingester) flush(ctx context.Context) error {
 }
 
 // run is the store stage: it takes queued batches in order, waits for their verification,
-// and stores every batch already verified in one transaction.
+// and stores them in transactions as large as the limits allow. During catch-up it waits
+// for a transaction to fill (the reader flushes at Done); a live operation is stored with
+// whatever else is verified already.
 func (in *ingester) run() {
 	defer close(in.done)
 	var carry *ingestItem // taken from the queue but not verified yet at the last commit
+	fill := time.NewTimer(storeMaxDelay)
+	defer fill.Stop()
 	for {
 		it := carry
 		carry = nil
@@ -222,7 +291,9 @@ func (in *ingester) run() {
 			acks    []chan struct{}
 			invalid error
 			closed  bool
+			taken   int // operations taken from the budget by the batches stored now
 		)
+		fill.Reset(storeMaxDelay)
 	gather:
 		for it != nil {
 			if it.ack != nil {
@@ -236,9 +307,23 @@ func (in *ingester) run() {
 			}
 			entries = append(entries, it.entries...)
 			size += it.size
+			taken += len(it.batch)
+			live := it.live
 			it = nil
 			if len(entries) >= storeBatchOps || size >= storeBatchBytes {
 				break
+			}
+			if !live {
+				select {
+				case next, ok := <-in.queue:
+					if !ok {
+						closed = true
+						break gather
+					}
+					it = next
+				case <-fill.C:
+				}
+				continue
 			}
 			select {
 			case next, ok := <-in.queue:
@@ -270,6 +355,7 @@ func (in *ingester) run() {
 			}
 			return
 		}
+		in.budget.release(taken, size)
 		for _, ack := range acks {
 			close(ack)
 		}

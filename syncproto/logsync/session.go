@@ -12,6 +12,8 @@ import (
 )
 
 const (
+	// liveFrameBuffer is the largest frame buffer a live session keeps between operations.
+	liveFrameBuffer = 64 << 10
 	// seenLimit bounds the per-session set of operation ids that crossed the link; when
 	// full it starts over, which can only cost a duplicate send that the peer ignores.
 	seenLimit = 1 << 16
@@ -34,6 +36,8 @@ type session struct {
 
 	itemsSent, bytesSent atomic.Uint64
 	itemsRecv, bytesRecv atomic.Uint64
+
+	wbuf []byte // the frame being sent; only send's goroutine uses it
 }
 
 func newSession(m *Manager, info syncproto.SessionInfo) *session {
@@ -122,7 +126,18 @@ func (s *session) writeMsg(conn syncproto.Conn, kind uint64, msg any) error {
 	if err != nil {
 		return err
 	}
-	if err := conn.WriteFrame(b); err != nil {
+	return s.writeFrame(conn, b)
+}
+
+func (s *session) writeFrame(conn syncproto.Conn, frame []byte) error {
+	if err := conn.WriteFrame(frame); err != nil {
+		return fmt.Errorf("logsync: send to %s: %w", s.info.Remote, err)
+	}
+	return nil
+}
+
+func (s *session) flush(conn syncproto.Conn) error {
+	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("logsync: send to %s: %w", s.info.Remote, err)
 	}
 	return nil
@@ -152,6 +167,10 @@ func (s *session) send(ctx context.Context, conn syncproto.Conn, remoteHave <-ch
 		return fmt.Errorf("logsync: topic has %d logs, more than one session can announce (%d)", len(have.Logs), maxHaveEntries)
 	}
 	if err := s.writeMsg(conn, kindHave, have); err != nil {
+		return err
+	}
+	// The remote answers only once it has our Have.
+	if err := s.flush(conn); err != nil {
 		return err
 	}
 
@@ -201,11 +220,24 @@ func (s *session) send(ctx context.Context, conn syncproto.Conn, remoteHave <-ch
 		}
 		return nil
 	}
+	if err := s.flush(conn); err != nil {
+		return err
+	}
 	for {
 		select {
 		case e := <-s.live:
 			if err := s.sendOp(conn, kindLive, e); err != nil {
 				return err
+			}
+			// Operations queued meanwhile share the transport write; the last one flushes.
+			if len(s.live) > 0 {
+				continue
+			}
+			if err := s.flush(conn); err != nil {
+				return err
+			}
+			if cap(s.wbuf) > liveFrameBuffer {
+				s.wbuf = nil // a large body passed; do not hold its frame for the session's life
 			}
 		case <-ctx.Done():
 			return nil
@@ -221,13 +253,14 @@ func (s *session) sendOp(conn syncproto.Conn, kind uint64, e Entry) error {
 	}
 	body := e.Op.Body
 	first := body[:min(len(body), chunkSize)]
-	msg := opMsg{LogID: e.LogID, Header: e.Op.HeaderBytes(), BodySize: uint64(len(body)), Body: first}
-	if err := s.writeMsg(conn, kind, msg); err != nil {
+	s.wbuf = appendOpMsg(s.wbuf[:0], kind, e.LogID, e.Op.HeaderBytes(), uint64(len(body)), first)
+	if err := s.writeFrame(conn, s.wbuf); err != nil {
 		return err
 	}
 	for rest := body[len(first):]; len(rest) > 0; {
 		n := min(len(rest), chunkSize)
-		if err := s.writeMsg(conn, kindChunk, chunkMsg{Data: rest[:n]}); err != nil {
+		s.wbuf = appendChunkMsg(s.wbuf[:0], rest[:n])
+		if err := s.writeFrame(conn, s.wbuf); err != nil {
 			return err
 		}
 		rest = rest[n:]
@@ -297,13 +330,13 @@ func (s *session) receive(ctx context.Context, conn syncproto.Conn, remoteHave c
 		batch = append(batch, op)
 		batchSize += len(op.header) + len(op.body)
 		if len(batch) >= verifyBatchOps || batchSize >= verifyBatchBytes {
-			if err := in.submit(ctx, batch); err != nil {
+			if err := in.submit(ctx, batch, false); err != nil {
 				return err
 			}
 			batch, batchSize = nil, 0
 		}
 	}
-	if err := in.submit(ctx, batch); err != nil {
+	if err := in.submit(ctx, batch, false); err != nil {
 		return err
 	}
 	if err := in.flush(ctx); err != nil {
@@ -336,7 +369,7 @@ func (s *session) receive(ctx context.Context, conn syncproto.Conn, remoteHave c
 		if err != nil {
 			return err
 		}
-		if err := in.submit(ctx, []rawOp{op}); err != nil {
+		if err := in.submit(ctx, []rawOp{op}, true); err != nil {
 			return err
 		}
 	}
@@ -353,18 +386,18 @@ func (s *session) read(conn syncproto.Conn) (uint64, any, error) {
 	return decodeMessage(frame)
 }
 
-// readOp completes an operation from its first frame and the chunks that follow.
+// readOp completes an operation from its first frame and the chunks that follow. m aliases
+// the connection's frame buffer, so it is copied out before the next read: header and body
+// go into one buffer of their final size, which the operation then keeps (decodeOwned).
 func (s *session) readOp(conn syncproto.Conn, m opMsg) (rawOp, error) {
 	if m.BodySize > s.m.maxBody {
 		return rawOp{}, fmt.Errorf("%w: body of %d bytes, limit %d", ErrProtocol, m.BodySize, s.m.maxBody)
 	}
-	body := m.Body
-	if uint64(len(body)) < m.BodySize {
-		body = make([]byte, len(m.Body), m.BodySize)
-		copy(body, m.Body)
-	} else {
-		body = append([]byte(nil), m.Body...)
-	}
+	hlen := len(m.Header)
+	buf := make([]byte, hlen, uint64(hlen)+m.BodySize)
+	copy(buf, m.Header)
+	header := buf[:hlen:hlen]
+	body := append(buf[hlen:], m.Body...)
 	for uint64(len(body)) < m.BodySize {
 		kind, msg, err := s.read(conn)
 		if errors.Is(err, io.EOF) {
@@ -382,5 +415,8 @@ func (s *session) readOp(conn syncproto.Conn, m opMsg) (rawOp, error) {
 		}
 		body = append(body, data...)
 	}
-	return rawOp{logID: m.LogID, header: append([]byte(nil), m.Header...), body: body}, nil
+	if m.BodySize == 0 {
+		body = nil // no payload: decoded as header only, as before
+	}
+	return rawOp{logID: m.LogID, header: header, body: body}, nil
 }
