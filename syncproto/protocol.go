@@ -106,8 +106,12 @@ type Event struct {
 	Expected Metrics
 	// Metrics holds what actually crossed the session so far.
 	Metrics Metrics
-	// Item is the data-type value of ItemReceived (for logsync, *logsync.Operation).
+	// Item is the data-type value of ItemReceived (for logsync, a logsync.Entry).
 	Item any
+	// ItemBytes is about how much memory Item holds (for logsync, the operation's header
+	// and body). Subscriptions bound their unread events by it as well as by count, so a
+	// lagging subscriber holds at most EventBufferBytes of items (see Topic.Subscribe).
+	ItemBytes int
 	// Err is the cause of SessionFailed.
 	Err error
 	// Dropped counts the events this subscriber missed (Lagged only).

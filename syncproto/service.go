@@ -24,8 +24,21 @@ import (
 // HandshakeTimeout bounds the whole handshake; a peer that stalls it loses its stream.
 const HandshakeTimeout = 10 * time.Second
 
-// eventBuffer is how many unread events a subscription holds before it lags.
-const defaultEventBuffer = 1024
+// A subscription holds at most defaultEventBuffer unread events, and at most
+// EventBufferBytes of the items they carry, before it lags (dropping the oldest). Items are
+// delivered whole, not fetched lazily from the store, so that a subscriber sees exactly
+// what arrived; the byte bound keeps a subscriber that lags behind a sync of large items
+// from holding them all (1024 events of 1 MiB bodies would be 1 GiB).
+const (
+	defaultEventBuffer = 1024
+	EventBufferBytes   = 64 << 20
+)
+
+// eventWeight is what one buffered event counts against EventBufferBytes.
+func eventWeight(ev Event) int { return ev.ItemBytes + eventOverhead }
+
+// eventOverhead approximates an Event's own size, so that events without items count too.
+const eventOverhead = 256
 
 // Service runs the sync protocol for all topics of one node on one libp2p host.
 type Service struct {
@@ -103,7 +116,7 @@ func (s *Service) Open(t topics.Topic, m Manager, cfg CoordinatorConfig) (*Topic
 		ctx:      ctx,
 		cancel:   cancel,
 		inputs:   make(chan func(), 64),
-		events:   bus.New[Event](),
+		events:   bus.NewWeighted(eventWeight),
 		sessions: make(map[uint64]context.CancelFunc),
 		timers:   make(map[peer.ID]*time.Timer),
 		loopDone: make(chan struct{}),
@@ -238,9 +251,10 @@ func (t *Topic) Probe(p peer.ID) { t.do(func() { t.coord.Probe(p) }) }
 func (t *Topic) NeighborDown(p peer.ID) { t.do(func() { t.coord.NeighborDown(p) }) }
 
 // Subscribe returns this topic's session events. A subscriber that does not keep up
-// receives a Lagged event telling how many it missed; sessions never wait for it.
+// receives a Lagged event telling how many it missed; sessions never wait for it. It falls
+// behind after 1024 unread events or EventBufferBytes of unread items, whichever is first.
 func (t *Topic) Subscribe() *Subscription {
-	return &Subscription{sub: t.events.Subscribe(defaultEventBuffer)}
+	return &Subscription{sub: t.events.SubscribeWeighted(defaultEventBuffer, EventBufferBytes)}
 }
 
 // Close stops every session of the topic and unregisters it from the service.

@@ -89,3 +89,32 @@ func TestCloseDrainsThenEnds(t *testing.T) {
 		t.Fatalf("closed subscription: %v", err)
 	}
 }
+
+func TestWeightBoundsWhatALaggingSubscriberHolds(t *testing.T) {
+	b := NewWeighted(func(v int) int { return v })
+	s := b.SubscribeWeighted(100, 10)
+	defer s.Close()
+	for _, v := range []int{4, 4, 4, 1} { // 4+4+4 > 10: the first 4 goes
+		b.Publish(v)
+	}
+	ctx := context.Background()
+	want := []struct {
+		v       int
+		dropped uint64
+	}{{4, 1}, {4, 0}, {1, 0}}
+	for _, w := range want {
+		v, dropped, err := s.Next(ctx)
+		if err != nil || v != w.v || dropped != w.dropped {
+			t.Fatalf("got %d (dropped %d, %v), want %d (dropped %d)", v, dropped, err, w.v, w.dropped)
+		}
+	}
+	// An event heavier than the bound still arrives when it is alone.
+	b.Publish(50)
+	b.Publish(50)
+	if v, dropped, err := s.Next(ctx); err != nil || v != 50 || dropped != 1 {
+		t.Fatalf("heavy event: got %d (dropped %d, %v)", v, dropped, err)
+	}
+	if s.weighs != 0 {
+		t.Fatalf("weight left after reading everything: %d", s.weighs)
+	}
+}

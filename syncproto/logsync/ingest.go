@@ -379,7 +379,7 @@ func (in *ingester) store(entries []Entry) error {
 	}
 	fresh, err := in.s.m.ingest(in.ctx, entries, in.s.info.ID)
 	for _, e := range fresh {
-		in.emit(syncproto.Event{Kind: syncproto.ItemReceived, Item: e, Metrics: in.s.metrics()})
+		in.emit(syncproto.Event{Kind: syncproto.ItemReceived, Item: e, ItemBytes: int(e.Op.encodedSize()), Metrics: in.s.metrics()})
 	}
 	if err != nil {
 		return fmt.Errorf("from %s: %w", in.s.info.Remote, err)
