@@ -131,11 +131,37 @@ func decodeHead(v []byte) (logHead, error) {
 }
 
 func encodeEntry(op *Operation) []byte {
+	if op.entry != nil {
+		return op.entry
+	}
 	v := make([]byte, 0, len(op.hash)+binary.MaxVarintLen64+len(op.headerBytes)+len(op.Body))
 	v = append(v, op.hash[:]...)
 	v = binary.AppendUvarint(v, uint64(len(op.headerBytes)))
 	v = append(v, op.headerBytes...)
 	return append(v, op.Body...)
+}
+
+// entryPrefixLen is the size of an entry value's id and header length.
+func entryPrefixLen(headerLen int) int {
+	return len(Hash{}) + uvarintLen(uint64(headerLen))
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// newEntryBuffer returns a buffer laid out as an entry value for a header of headerLen
+// bytes and a body of bodyLen bytes, with the header length written; the caller fills in
+// header and body, then setEntryID once the id is known.
+func newEntryBuffer(headerLen int, bodyLen uint64) (buf []byte, prefix int) {
+	prefix = entryPrefixLen(headerLen)
+	buf = make([]byte, prefix+headerLen, uint64(prefix+headerLen)+bodyLen)
+	binary.PutUvarint(buf[len(Hash{}):], uint64(headerLen))
+	return buf, prefix
 }
 
 // decodeEntry rebuilds an operation from an entry value, copying it out of bbolt's memory

@@ -138,6 +138,10 @@ func (it *ingestItem) verify(ctx context.Context, from, to int) {
 			it.fail(i, err)
 			return
 		}
+		if r.entry != nil {
+			copy(r.entry, op.hash[:])
+			op.entry = r.entry
+		}
 		it.entries[i] = Entry{Op: op, LogID: r.logID}
 	}
 }

@@ -165,6 +165,10 @@ type Operation struct {
 	headerBytes []byte
 	// Storage for Header's pointer fields, so decoding allocates them with the operation.
 	payloadHash, backlink Hash
+	// entry, when set, is the operation already laid out as a BoltStore entry value, with
+	// headerBytes and Body inside it; a received operation is read straight into this
+	// layout so that storing it copies nothing.
+	entry []byte
 }
 
 // Hash returns the operation id: blake3 of the signed header bytes.

@@ -274,6 +274,7 @@ func (s *session) sendOp(conn syncproto.Conn, kind uint64, e Entry) error {
 type rawOp struct {
 	logID        uint64
 	header, body []byte
+	entry        []byte // header and body inside a BoltStore entry layout, id not yet set
 }
 
 // receive is the reading direction: it routes the remote's Have to send and feeds
@@ -394,10 +395,10 @@ func (s *session) readOp(conn syncproto.Conn, m opMsg) (rawOp, error) {
 		return rawOp{}, fmt.Errorf("%w: body of %d bytes, limit %d", ErrProtocol, m.BodySize, s.m.maxBody)
 	}
 	hlen := len(m.Header)
-	buf := make([]byte, hlen, uint64(hlen)+m.BodySize)
-	copy(buf, m.Header)
-	header := buf[:hlen:hlen]
-	body := append(buf[hlen:], m.Body...)
+	buf, prefix := newEntryBuffer(hlen, m.BodySize)
+	copy(buf[prefix:], m.Header)
+	header := buf[prefix : prefix+hlen : prefix+hlen]
+	body := append(buf[prefix+hlen:], m.Body...)
 	for uint64(len(body)) < m.BodySize {
 		kind, msg, err := s.read(conn)
 		if errors.Is(err, io.EOF) {
@@ -415,8 +416,9 @@ func (s *session) readOp(conn syncproto.Conn, m opMsg) (rawOp, error) {
 		}
 		body = append(body, data...)
 	}
+	entry := buf[:prefix+hlen+len(body)]
 	if m.BodySize == 0 {
 		body = nil // no payload: decoded as header only, as before
 	}
-	return rawOp{logID: m.LogID, header: header, body: body}, nil
+	return rawOp{logID: m.LogID, header: header, body: body, entry: entry}, nil
 }
