@@ -34,14 +34,17 @@ const (
 	// inflightOps and inflightBytes bound what a session holds between reading an operation
 	// and storing it (verified or not); the reader waits while they are reached. They must
 	// leave room for a full store transaction plus the batches verified during its commit.
-	inflightOps   = 32768
+	inflightOps   = 16384
 	inflightBytes = 48 << 20
 	// ingestQueue bounds the queued batches; the in-flight budget is what normally binds.
 	ingestQueue = 1024
 	// storeBatchOps and storeBatchBytes bound one store transaction. Large transactions
 	// amortise the commit's fsyncs and let each dirtied page take many inserts: the byhash
 	// index has random keys, so a transaction dirties about min(ops, index leaves) pages.
-	storeBatchOps   = 16384
+	// But bbolt holds every dirtied page (and its node) in memory until the commit, so in a
+	// large store a transaction of n operations costs about n*7 KiB of heap: 16384 took the
+	// peak heap of a 1M-operation sync to 280-320 MiB; 4096 keeps it under the 256 MiB bound.
+	storeBatchOps   = 4096
 	storeBatchBytes = 16 << 20
 	// storeMaxDelay bounds how long a catch-up operation waits for its transaction to fill
 	// up, so that a slow sender's operations still reach the store (and the application)
