@@ -28,9 +28,12 @@ const HandshakeTimeout = 10 * time.Second
 // EventBufferBytes of the items they carry, before it lags (dropping the oldest). Items are
 // delivered whole, not fetched lazily from the store, so that a subscriber sees exactly
 // what arrived; the byte bound keeps a subscriber that lags behind a sync of large items
-// from holding them all (1024 events of 1 MiB bodies would be 1 GiB).
+// from holding them all (8192 events of 1 MiB bodies would be 8 GiB). The count bound is
+// well above one store transaction of log sync (4096 operations, whose ItemReceived events
+// arrive together), so that a subscriber that keeps up on average does not lag on a burst;
+// the buffer grows only as far as it is used.
 const (
-	defaultEventBuffer = 1024
+	defaultEventBuffer = 8192
 	EventBufferBytes   = 64 << 20
 )
 
@@ -252,7 +255,7 @@ func (t *Topic) NeighborDown(p peer.ID) { t.do(func() { t.coord.NeighborDown(p) 
 
 // Subscribe returns this topic's session events. A subscriber that does not keep up
 // receives a Lagged event telling how many it missed; sessions never wait for it. It falls
-// behind after 1024 unread events or EventBufferBytes of unread items, whichever is first.
+// behind after 8192 unread events or EventBufferBytes of unread items, whichever is first.
 func (t *Topic) Subscribe() *Subscription {
 	return &Subscription{sub: t.events.SubscribeWeighted(defaultEventBuffer, EventBufferBytes)}
 }

@@ -9,6 +9,9 @@ import (
 	"sync"
 )
 
+// initialRing is the ring size a subscription starts with.
+const initialRing = 64
+
 // ErrClosed is returned by Next once the bus or the subscription is closed and every
 // buffered event has been read.
 var ErrClosed = errors.New("bus: closed")
@@ -44,7 +47,7 @@ func (b *Bus[T]) SubscribeWeighted(capacity, maxWeight int) *Subscription[T] {
 	if capacity < 1 {
 		capacity = 1
 	}
-	s := &Subscription[T]{bus: b, ring: make([]T, capacity), notify: make(chan struct{}, 1), weight: b.weight, maxWeight: maxWeight}
+	s := &Subscription[T]{bus: b, ring: make([]T, min(capacity, initialRing)), capacity: capacity, notify: make(chan struct{}, 1), weight: b.weight, maxWeight: maxWeight}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -80,6 +83,9 @@ type Subscription[T any] struct {
 	bus     *Bus[T]
 	mu      sync.Mutex
 	ring    []T // unread events: ring[head], ring[head+1], ... (mod len), n of them
+	// capacity is the most unread events the ring may grow to; it starts small so that a
+	// generous bound costs nothing for subscribers that keep up.
+	capacity int
 	head, n int
 	dropped uint64
 	closed  bool
@@ -100,6 +106,9 @@ func (s *Subscription[T]) weightOf(v T) int {
 func (s *Subscription[T]) push(v T) {
 	w := s.weightOf(v)
 	s.mu.Lock()
+	if s.n == len(s.ring) && len(s.ring) < s.capacity {
+		s.grow()
+	}
 	for s.n == len(s.ring) || (s.n > 0 && s.maxWeight > 0 && s.weighs+w > s.maxWeight) {
 		// Drop the oldest: the newest state is what a lagging consumer needs most.
 		var zero T
@@ -117,6 +126,15 @@ func (s *Subscription[T]) push(v T) {
 	case s.notify <- struct{}{}:
 	default:
 	}
+}
+
+// grow doubles the ring (up to capacity), keeping the unread events in order.
+func (s *Subscription[T]) grow() {
+	ring := make([]T, min(2*len(s.ring), s.capacity))
+	for i := range s.n {
+		ring[i] = s.ring[(s.head+i)%len(s.ring)]
+	}
+	s.ring, s.head = ring, 0
 }
 
 func (s *Subscription[T]) close() {

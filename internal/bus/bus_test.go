@@ -118,3 +118,34 @@ func TestWeightBoundsWhatALaggingSubscriberHolds(t *testing.T) {
 		t.Fatalf("weight left after reading everything: %d", s.weighs)
 	}
 }
+
+func TestRingGrowsInOrderUpToCapacity(t *testing.T) {
+	b := New[int]()
+	s := b.Subscribe(1000)
+	defer s.Close()
+	ctx := context.Background()
+	// Read a few first so that the ring wraps before it grows.
+	for i := range 10 {
+		b.Publish(i)
+	}
+	for i := range 10 {
+		if v, _, _ := s.Next(ctx); v != i {
+			t.Fatalf("got %d, want %d", v, i)
+		}
+	}
+	for i := range 1500 {
+		b.Publish(i)
+	}
+	if len(s.ring) != 1000 {
+		t.Fatalf("ring of %d, want it grown to the capacity 1000", len(s.ring))
+	}
+	v, dropped, err := s.Next(ctx)
+	if err != nil || v != 500 || dropped != 500 {
+		t.Fatalf("got %d (dropped %d, %v), want 500 (dropped 500)", v, dropped, err)
+	}
+	for i := 501; i < 1500; i++ {
+		if v, _, _ := s.Next(ctx); v != i {
+			t.Fatalf("got %d, want %d", v, i)
+		}
+	}
+}
