@@ -83,14 +83,14 @@ type Subscription[T any] struct {
 	bus     *Bus[T]
 	mu      sync.Mutex
 	ring    []T // unread events: ring[head], ring[head+1], ... (mod len), n of them
-	// capacity is the most unread events the ring may grow to; it starts small so that a
-	// generous bound costs nothing for subscribers that keep up.
-	capacity int
 	head, n int
 	dropped uint64
 	closed  bool
 	notify  chan struct{}
 
+	// capacity is the most unread events the ring may grow to; it starts small so that a
+	// generous bound costs nothing for subscribers that keep up.
+	capacity  int
 	weight    func(T) int
 	maxWeight int
 	weighs    int // total weight of the unread events
