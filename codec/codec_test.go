@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
@@ -151,8 +152,19 @@ func TestTagged(t *testing.T) {
 }
 
 func TestFrames(t *testing.T) {
+	for _, buffered := range []bool{false, true} {
+		testFrames(t, buffered)
+	}
+}
+
+func testFrames(t *testing.T, buffered bool) {
 	var buf bytes.Buffer
-	w := NewWriter(&buf, 1024)
+	var out io.Writer = &buf
+	bw := bufio.NewWriterSize(&buf, 64) // smaller than the frames: they pass through
+	if buffered {
+		out = bw
+	}
+	w := NewWriter(out, 1024)
 	for i := uint64(0); i < 3; i++ {
 		if err := w.Encode(pair{A: i, B: bytes.Repeat([]byte{byte(i)}, int(i)*100)}); err != nil {
 			t.Fatal(err)
@@ -160,6 +172,9 @@ func TestFrames(t *testing.T) {
 	}
 	if err := w.WriteFrame(make([]byte, 1025)); !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("oversized write: %v", err)
+	}
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
 	}
 	r := NewReader(&buf, 1024)
 	for i := uint64(0); i < 3; i++ {

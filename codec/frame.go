@@ -118,12 +118,23 @@ func NewWriter(w io.Writer, maxFrame int) *Writer {
 	return &Writer{w: w, limit: maxFrame}
 }
 
-// WriteFrame writes payload as one frame with a single Write call.
+// WriteFrame writes payload as one frame with a single Write call. Over a *bufio.Writer,
+// which coalesces writes anyway, it writes the length prefix and the payload separately
+// instead of copying the payload behind the prefix first.
 func (w *Writer) WriteFrame(payload []byte) error {
 	if len(payload) > w.limit {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, len(payload), w.limit)
 	}
 	w.buf = binary.AppendUvarint(w.buf[:0], uint64(len(payload)))
+	if bw, ok := w.w.(*bufio.Writer); ok {
+		if _, err := bw.Write(w.buf); err != nil {
+			return fmt.Errorf("codec: write frame: %w", err)
+		}
+		if _, err := bw.Write(payload); err != nil {
+			return fmt.Errorf("codec: write frame: %w", err)
+		}
+		return nil
+	}
 	w.buf = append(w.buf, payload...)
 	if _, err := w.w.Write(w.buf); err != nil {
 		return fmt.Errorf("codec: write frame: %w", err)

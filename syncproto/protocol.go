@@ -22,10 +22,21 @@ type SessionInfo struct {
 
 // Conn is the framed message channel of one session. One goroutine may read while another
 // writes; ReadFrame returns io.EOF once the remote has closed its writing side.
+//
+// Writes are buffered, so that many small frames share one transport write: WriteFrame may
+// return before its frame is sent, and frames reach the remote on Flush, on CloseWrite, or
+// when the buffer fills. A protocol must Flush before it waits for something the remote
+// can only send after seeing what was written (a request before its reply), and when it
+// has nothing more to send for now (the end of a batch, a live update).
 type Conn interface {
+	// ReadFrame returns the next frame; the slice is valid until the next call.
 	ReadFrame() ([]byte, error)
+	// WriteFrame queues one frame; it does not keep the slice.
 	WriteFrame([]byte) error
-	// CloseWrite tells the remote that no more frames follow; reading stays possible.
+	// Flush sends every frame written so far.
+	Flush() error
+	// CloseWrite flushes, then tells the remote that no more frames follow; reading stays
+	// possible.
 	CloseWrite() error
 	// Reset aborts the session in both directions: blocked reads and writes return errors.
 	Reset() error
@@ -95,8 +106,12 @@ type Event struct {
 	Expected Metrics
 	// Metrics holds what actually crossed the session so far.
 	Metrics Metrics
-	// Item is the data-type value of ItemReceived (for logsync, *logsync.Operation).
+	// Item is the data-type value of ItemReceived (for logsync, a logsync.Entry).
 	Item any
+	// ItemBytes is about how much memory Item holds (for logsync, the operation's header
+	// and body). Subscriptions bound their unread events by it as well as by count, so a
+	// lagging subscriber holds at most EventBufferBytes of items (see Topic.Subscribe).
+	ItemBytes int
 	// Err is the cause of SessionFailed.
 	Err error
 	// Dropped counts the events this subscriber missed (Lagged only).

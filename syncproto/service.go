@@ -1,6 +1,7 @@
 package syncproto
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -23,8 +24,24 @@ import (
 // HandshakeTimeout bounds the whole handshake; a peer that stalls it loses its stream.
 const HandshakeTimeout = 10 * time.Second
 
-// eventBuffer is how many unread events a subscription holds before it lags.
-const defaultEventBuffer = 1024
+// A subscription holds at most defaultEventBuffer unread events, and at most
+// EventBufferBytes of the items they carry, before it lags (dropping the oldest). Items are
+// delivered whole, not fetched lazily from the store, so that a subscriber sees exactly
+// what arrived; the byte bound keeps a subscriber that lags behind a sync of large items
+// from holding them all (8192 events of 1 MiB bodies would be 8 GiB). The count bound is
+// well above one store transaction of log sync (4096 operations, whose ItemReceived events
+// arrive together), so that a subscriber that keeps up on average does not lag on a burst;
+// the buffer grows only as far as it is used.
+const (
+	defaultEventBuffer = 8192
+	EventBufferBytes   = 64 << 20
+)
+
+// eventWeight is what one buffered event counts against EventBufferBytes.
+func eventWeight(ev Event) int { return ev.ItemBytes + eventOverhead }
+
+// eventOverhead approximates an Event's own size, so that events without items count too.
+const eventOverhead = 256
 
 // Service runs the sync protocol for all topics of one node on one libp2p host.
 type Service struct {
@@ -102,7 +119,7 @@ func (s *Service) Open(t topics.Topic, m Manager, cfg CoordinatorConfig) (*Topic
 		ctx:      ctx,
 		cancel:   cancel,
 		inputs:   make(chan func(), 64),
-		events:   bus.New[Event](),
+		events:   bus.NewWeighted(eventWeight),
 		sessions: make(map[uint64]context.CancelFunc),
 		timers:   make(map[peer.ID]*time.Timer),
 		loopDone: make(chan struct{}),
@@ -200,7 +217,7 @@ func (s *Service) handleStream(st network.Stream) {
 		tp.do(func() { tp.coord.SessionEnded(remote, id, true) })
 		return
 	}
-	tp.runSession(ctx, st, r, w, SessionInfo{ID: id, Topic: t, Remote: remote, Live: tp.cfg.Live})
+	tp.runSession(ctx, st, r, SessionInfo{ID: id, Topic: t, Remote: remote, Live: tp.cfg.Live})
 }
 
 // Topic is one topic's coordinator and its sessions.
@@ -237,9 +254,10 @@ func (t *Topic) Probe(p peer.ID) { t.do(func() { t.coord.Probe(p) }) }
 func (t *Topic) NeighborDown(p peer.ID) { t.do(func() { t.coord.NeighborDown(p) }) }
 
 // Subscribe returns this topic's session events. A subscriber that does not keep up
-// receives a Lagged event telling how many it missed; sessions never wait for it.
+// receives a Lagged event telling how many it missed; sessions never wait for it. It falls
+// behind after 8192 unread events or EventBufferBytes of unread items, whichever is first.
 func (t *Topic) Subscribe() *Subscription {
-	return &Subscription{sub: t.events.Subscribe(defaultEventBuffer)}
+	return &Subscription{sub: t.events.SubscribeWeighted(defaultEventBuffer, EventBufferBytes)}
 }
 
 // Close stops every session of the topic and unregisters it from the service.
@@ -343,7 +361,7 @@ func (t *Topic) incoming(p peer.ID) (id uint64, ctx context.Context, ok bool) {
 func (t *Topic) initiate(ctx context.Context, p peer.ID, id uint64) {
 	defer t.sessionWG.Done()
 	info := SessionInfo{ID: id, Topic: t.topic, Remote: p, Initiator: true, Live: t.cfg.Live}
-	st, r, w, err := t.open(ctx, p)
+	st, r, err := t.open(ctx, p)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
@@ -357,16 +375,16 @@ func (t *Topic) initiate(ctx context.Context, p peer.ID, id uint64) {
 		t.do(func() { t.coord.SessionEnded(p, id, true) })
 		return
 	}
-	t.runSession(ctx, st, r, w, info)
+	t.runSession(ctx, st, r, info)
 }
 
 // open dials p's sync protocol and runs the initiator's handshake.
-func (t *Topic) open(ctx context.Context, p peer.ID) (network.Stream, *codec.Reader, *codec.Writer, error) {
+func (t *Topic) open(ctx context.Context, p peer.ID) (network.Stream, *codec.Reader, error) {
 	sctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "lfnet-sync"), HandshakeTimeout)
 	defer cancel()
 	st, err := t.svc.h.NewStream(sctx, p, t.svc.proto)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("syncproto: open stream to %s: %w", p, err)
+		return nil, nil, fmt.Errorf("syncproto: open stream to %s: %w", p, err)
 	}
 	stop := context.AfterFunc(sctx, func() { _ = st.Reset() })
 	defer stop()
@@ -374,14 +392,16 @@ func (t *Topic) open(ctx context.Context, p peer.ID) (network.Stream, *codec.Rea
 	w := codec.NewWriter(st, codec.MaxFrameHandshake)
 	if err := initiateHandshake(r, w, t.topic, t.svc.h.ID(), p); err != nil {
 		_ = st.Reset()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return st, r, w, nil
+	return st, r, nil
 }
 
 // runSession hands an authenticated stream to the data type and reports the outcome.
-func (t *Topic) runSession(ctx context.Context, st network.Stream, r *codec.Reader, w *codec.Writer, info SessionInfo) {
-	err := t.session(ctx, st, r, w, info)
+// The handshake's writer is not needed beyond the handshake: the session writes through
+// its own buffered writer.
+func (t *Topic) runSession(ctx context.Context, st network.Stream, r *codec.Reader, info SessionInfo) {
+	err := t.session(ctx, st, r, info)
 	cancelled := ctx.Err() != nil
 	switch {
 	case err != nil && !cancelled:
@@ -393,7 +413,7 @@ func (t *Topic) runSession(ctx context.Context, st network.Stream, r *codec.Read
 	t.do(func() { t.coord.SessionEnded(info.Remote, info.ID, err != nil && !cancelled) })
 }
 
-func (t *Topic) session(ctx context.Context, st network.Stream, r *codec.Reader, w *codec.Writer, info SessionInfo) (err error) {
+func (t *Topic) session(ctx context.Context, st network.Stream, r *codec.Reader, info SessionInfo) (err error) {
 	// Reset unblocks the protocol's reads and writes when the session is cancelled.
 	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
 	defer stop()
@@ -409,13 +429,12 @@ func (t *Topic) session(ctx context.Context, st network.Stream, r *codec.Reader,
 	}()
 	_ = st.SetDeadline(time.Time{})
 	r.SetMaxFrame(codec.MaxFrameSync)
-	w.SetMaxFrame(codec.MaxFrameSync)
 	proto, err := t.mgr.NewSession(info)
 	if err != nil {
 		return fmt.Errorf("syncproto: create session: %w", err)
 	}
 	t.emit(info, Event{Kind: SessionStarted})
-	conn := &streamConn{st: st, r: r, w: w}
+	conn := newStreamConn(st, r)
 	if err := proto.Run(ctx, conn, func(ev Event) { t.emit(info, ev) }); err != nil {
 		return err
 	}
@@ -442,11 +461,22 @@ func (t *Topic) emit(info SessionInfo, ev Event) {
 	t.events.Publish(ev)
 }
 
+// connWriteBuffer is the size of a session's write buffer: large enough that a catch-up of
+// small operations leaves in few transport writes (each a yamux frame, a TLS record and a
+// syscall over TCP), small enough to hold per session.
+const connWriteBuffer = 64 << 10
+
 type streamConn struct {
 	st network.Stream
 	r  *codec.Reader
-	w  *codec.Writer
 	wm sync.Mutex // protocols may write from several goroutines (live pushes)
+	bw *bufio.Writer
+	w  *codec.Writer
+}
+
+func newStreamConn(st network.Stream, r *codec.Reader) *streamConn {
+	bw := bufio.NewWriterSize(st, connWriteBuffer)
+	return &streamConn{st: st, r: r, bw: bw, w: codec.NewWriter(bw, codec.MaxFrameSync)}
 }
 
 func (c *streamConn) ReadFrame() ([]byte, error) { return c.r.ReadFrame() }
@@ -457,9 +487,25 @@ func (c *streamConn) WriteFrame(b []byte) error {
 	return c.w.WriteFrame(b)
 }
 
+func (c *streamConn) Flush() error {
+	c.wm.Lock()
+	defer c.wm.Unlock()
+	return c.flushLocked()
+}
+
+func (c *streamConn) flushLocked() error {
+	if err := c.bw.Flush(); err != nil {
+		return fmt.Errorf("syncproto: flush: %w", err)
+	}
+	return nil
+}
+
 func (c *streamConn) CloseWrite() error {
 	c.wm.Lock()
 	defer c.wm.Unlock()
+	if err := c.flushLocked(); err != nil {
+		return err
+	}
 	return c.st.CloseWrite()
 }
 

@@ -227,7 +227,7 @@ func TestUnknownTopicRejected(t *testing.T) {
 	// Open the stream by hand to observe the verdict directly.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, _, _, err := ta.open(ctx, hb.ID())
+	_, _, err := ta.open(ctx, hb.ID())
 	if !errors.Is(err, ErrRejected) {
 		t.Fatalf("open to a node without the topic: %v, want ErrRejected", err)
 	}

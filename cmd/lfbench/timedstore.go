@@ -8,10 +8,10 @@ import (
 	"github.com/lfnet/lfnet/syncproto/logsync"
 )
 
-// timedStore is the receiver's store with its inserts timed. The receiver verifies a batch
-// and then stores it on the same goroutine, so time spent inserting (bbolt's commit and
-// fsyncs) is time in which no verification of that session makes progress; the figure's
-// diagnosis shows how much of the sync that was.
+// timedStore is the receiver's store with its inserts timed. The receiver's store stage runs
+// beside verification, so insert time is no longer lost to verification, but it shows how
+// busy the store stage (bbolt's commits and fsyncs) is, and the batch sizes show how well
+// its group commits amortise them.
 type timedStore struct {
 	logsync.Store
 

@@ -89,3 +89,63 @@ func TestCloseDrainsThenEnds(t *testing.T) {
 		t.Fatalf("closed subscription: %v", err)
 	}
 }
+
+func TestWeightBoundsWhatALaggingSubscriberHolds(t *testing.T) {
+	b := NewWeighted(func(v int) int { return v })
+	s := b.SubscribeWeighted(100, 10)
+	defer s.Close()
+	for _, v := range []int{4, 4, 4, 1} { // 4+4+4 > 10: the first 4 goes
+		b.Publish(v)
+	}
+	ctx := context.Background()
+	want := []struct {
+		v       int
+		dropped uint64
+	}{{4, 1}, {4, 0}, {1, 0}}
+	for _, w := range want {
+		v, dropped, err := s.Next(ctx)
+		if err != nil || v != w.v || dropped != w.dropped {
+			t.Fatalf("got %d (dropped %d, %v), want %d (dropped %d)", v, dropped, err, w.v, w.dropped)
+		}
+	}
+	// An event heavier than the bound still arrives when it is alone.
+	b.Publish(50)
+	b.Publish(50)
+	if v, dropped, err := s.Next(ctx); err != nil || v != 50 || dropped != 1 {
+		t.Fatalf("heavy event: got %d (dropped %d, %v)", v, dropped, err)
+	}
+	if s.weighs != 0 {
+		t.Fatalf("weight left after reading everything: %d", s.weighs)
+	}
+}
+
+func TestRingGrowsInOrderUpToCapacity(t *testing.T) {
+	b := New[int]()
+	s := b.Subscribe(1000)
+	defer s.Close()
+	ctx := context.Background()
+	// Read a few first so that the ring wraps before it grows.
+	for i := range 10 {
+		b.Publish(i)
+	}
+	for i := range 10 {
+		if v, _, _ := s.Next(ctx); v != i {
+			t.Fatalf("got %d, want %d", v, i)
+		}
+	}
+	for i := range 1500 {
+		b.Publish(i)
+	}
+	if len(s.ring) != 1000 {
+		t.Fatalf("ring of %d, want it grown to the capacity 1000", len(s.ring))
+	}
+	v, dropped, err := s.Next(ctx)
+	if err != nil || v != 500 || dropped != 500 {
+		t.Fatalf("got %d (dropped %d, %v), want 500 (dropped 500)", v, dropped, err)
+	}
+	for i := 501; i < 1500; i++ {
+		if v, _, _ := s.Next(ctx); v != i {
+			t.Fatalf("got %d, want %d", v, i)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package logsync
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -361,5 +362,30 @@ func TestBoltCrashChild(t *testing.T) {
 			line += fmt.Sprintf(" %d", h)
 		}
 		fmt.Println(line)
+	}
+}
+
+// A received operation read straight into the entry layout stores the same bytes as one
+// encoded on insert.
+func TestEntryBufferMatchesEncodeEntry(t *testing.T) {
+	for _, size := range []int{0, 1, 300, 200 << 10} {
+		op, err := NewOperation(keyA, nil, bodyPattern(size), nil, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := encodeEntry(op)
+		hb := op.HeaderBytes()
+		buf, prefix := newEntryBuffer(len(hb), uint64(len(op.Body)))
+		copy(buf[prefix:], hb)
+		buf = append(buf, op.Body...)
+		got, err := decodeOwned(buf[prefix:prefix+len(hb):prefix+len(hb)], buf[prefix+len(hb):])
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(buf, got.hash[:])
+		got.entry = buf
+		if !bytes.Equal(encodeEntry(got), want) {
+			t.Fatalf("body of %d bytes: entry layout differs from encodeEntry", size)
+		}
 	}
 }

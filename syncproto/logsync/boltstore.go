@@ -28,6 +28,8 @@ var (
 )
 
 const (
+	entriesFillPercent = 1.0
+
 	logKeyLen   = len(PublicKey{}) + 8
 	entryKeyLen = logKeyLen + 8
 	headLen     = 8 + len(Hash{}) + 8
@@ -129,11 +131,37 @@ func decodeHead(v []byte) (logHead, error) {
 }
 
 func encodeEntry(op *Operation) []byte {
+	if op.entry != nil {
+		return op.entry
+	}
 	v := make([]byte, 0, len(op.hash)+binary.MaxVarintLen64+len(op.headerBytes)+len(op.Body))
 	v = append(v, op.hash[:]...)
 	v = binary.AppendUvarint(v, uint64(len(op.headerBytes)))
 	v = append(v, op.headerBytes...)
 	return append(v, op.Body...)
+}
+
+// entryPrefixLen is the size of an entry value's id and header length.
+func entryPrefixLen(headerLen int) int {
+	return len(Hash{}) + uvarintLen(uint64(headerLen))
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// newEntryBuffer returns a buffer laid out as an entry value for a header of headerLen
+// bytes and a body of bodyLen bytes, with the header length written; the caller fills in
+// header and body, then setEntryID once the id is known.
+func newEntryBuffer(headerLen int, bodyLen uint64) (buf []byte, prefix int) {
+	prefix = entryPrefixLen(headerLen)
+	buf = make([]byte, prefix+headerLen, uint64(prefix+headerLen)+bodyLen)
+	binary.PutUvarint(buf[len(Hash{}):], uint64(headerLen))
+	return buf, prefix
 }
 
 // decodeEntry rebuilds an operation from an entry value, copying it out of bbolt's memory
@@ -189,6 +217,10 @@ func buckets(tx *bbolt.Tx) (boltBuckets, error) {
 	if b.entries == nil || b.byHash == nil || b.heads == nil || b.topics == nil {
 		return b, fmt.Errorf("%w: buckets missing", ErrCorrupt)
 	}
+	// A log's entries are only ever appended at the end of its key range, so a page that
+	// splits off is never written again: fill it completely (bbolt's default of half full
+	// suits random keys, like the byhash index's, and would double the entries' pages).
+	b.entries.FillPercent = entriesFillPercent
 	return b, nil
 }
 
@@ -227,12 +259,20 @@ func (s *BoltStore) InsertBatch(ctx context.Context, entries []Entry) ([]bool, e
 		if err != nil {
 			return err
 		}
+		// A batch usually extends one log many times: its head is read once and written
+		// once, at the end, instead of for every entry.
+		heads := make(map[LogRef]*logHead)
 		for i, e := range entries {
-			ok, err := b.insert(e)
+			ok, err := b.insert(e, heads)
 			if err != nil {
 				return &BatchError{Index: i, Err: err}
 			}
 			inserted[i] = ok
+		}
+		for log, head := range heads {
+			if err := b.heads.Put(logKey(log), encodeHead(*head)); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -247,8 +287,9 @@ func (s *BoltStore) InsertBatch(ctx context.Context, entries []Entry) ([]bool, e
 }
 
 // insert adds one entry inside a write transaction; bbolt shows a transaction its own
-// writes, so later entries of a batch see earlier ones.
-func (b boltBuckets) insert(e Entry) (bool, error) {
+// writes, so later entries of a batch see earlier ones. heads holds the heads of the logs
+// this transaction changed, which the caller writes before committing.
+func (b boltBuckets) insert(e Entry, heads map[LogRef]*logHead) (bool, error) {
 	op := e.Op
 	if err := checkInsertable(op); err != nil {
 		return false, err
@@ -261,9 +302,12 @@ func (b boltBuckets) insert(e Entry) (bool, error) {
 		}
 		return false, alreadyIn(log, stored, op)
 	}
-	head, err := b.head(log)
-	if err != nil {
-		return false, err
+	head, changed := heads[log]
+	if !changed {
+		var err error
+		if head, err = b.head(log); err != nil {
+			return false, err
+		}
 	}
 	ignore, err := checkAppend(log, head, op)
 	if err != nil || ignore {
@@ -272,6 +316,7 @@ func (b boltBuckets) insert(e Entry) (bool, error) {
 	if head == nil {
 		head = &logHead{}
 	}
+	heads[log] = head
 	head.height = op.Header.SeqNum + 1
 	head.latest = op.hash
 	// bbolt keeps references to keys and values until commit, so each Put gets its own.
@@ -280,9 +325,6 @@ func (b boltBuckets) insert(e Entry) (bool, error) {
 		return false, err
 	}
 	if err := b.byHash.Put(slices.Clone(op.hash[:]), slices.Clone(key)); err != nil {
-		return false, err
-	}
-	if err := b.heads.Put(logKey(log), encodeHead(*head)); err != nil {
 		return false, err
 	}
 	return true, nil

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/lfnet/lfnet/codec"
 )
 
 func TestMain(m *testing.M) {
@@ -31,7 +33,7 @@ func mustHex(s string) []byte {
 
 // Raw CBOR element builders for hand-made (and deliberately wrong) headers.
 
-func cUint(v uint64) []byte { return appendUint(nil, v) }
+func cUint(v uint64) []byte { return codec.AppendUint(nil, v) }
 
 func cBytes(b []byte) []byte {
 	if len(b) < 24 {

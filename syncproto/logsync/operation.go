@@ -110,8 +110,8 @@ func (h *Header) fieldCount(withSignature bool) int {
 }
 
 func (h *Header) encodedLen(withSignature bool) int {
-	n := 1 + uintLen(h.Version) + 2 + len(h.PublicKey) + uintLen(h.PayloadSize) +
-		uintLen(h.Timestamp) + uintLen(h.SeqNum) + 1
+	n := 1 + codec.HeadLen(h.Version) + 2 + len(h.PublicKey) + codec.HeadLen(h.PayloadSize) +
+		codec.HeadLen(h.Timestamp) + codec.HeadLen(h.SeqNum) + 1
 	if withSignature {
 		n += signatureElemSz
 	}
@@ -129,17 +129,17 @@ func (h *Header) encodedLen(withSignature bool) int {
 
 func (h *Header) appendEncoding(dst []byte, withSignature bool) []byte {
 	dst = append(dst, cborArrayOf0|byte(h.fieldCount(withSignature)))
-	dst = appendUint(dst, h.Version)
+	dst = codec.AppendUint(dst, h.Version)
 	dst = appendBstr(dst, h.PublicKey[:])
 	if withSignature {
 		dst = appendBstr(dst, h.Signature[:])
 	}
-	dst = appendUint(dst, h.PayloadSize)
+	dst = codec.AppendUint(dst, h.PayloadSize)
 	if h.PayloadHash != nil {
 		dst = appendBstr(dst, h.PayloadHash[:])
 	}
-	dst = appendUint(dst, h.Timestamp)
-	dst = appendUint(dst, h.SeqNum)
+	dst = codec.AppendUint(dst, h.Timestamp)
+	dst = codec.AppendUint(dst, h.SeqNum)
 	if h.Backlink != nil {
 		dst = appendBstr(dst, h.Backlink[:])
 	}
@@ -147,38 +147,6 @@ func (h *Header) appendEncoding(dst []byte, withSignature bool) []byte {
 		return append(dst, cborNull)
 	}
 	return append(dst, h.Extensions...)
-}
-
-// appendUint appends v as a CBOR unsigned integer in its shortest form.
-func appendUint(dst []byte, v uint64) []byte {
-	switch {
-	case v < 24:
-		return append(dst, byte(v))
-	case v <= 0xff:
-		return append(dst, 0x18, byte(v))
-	case v <= 0xffff:
-		return append(dst, 0x19, byte(v>>8), byte(v))
-	case v <= 0xffffffff:
-		return append(dst, 0x1a, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	default:
-		return append(dst, 0x1b, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32),
-			byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	}
-}
-
-func uintLen(v uint64) int {
-	switch {
-	case v < 24:
-		return 1
-	case v <= 0xff:
-		return 2
-	case v <= 0xffff:
-		return 3
-	case v <= 0xffffffff:
-		return 5
-	default:
-		return 9
-	}
 }
 
 // appendBstr appends a byte string of 32 or 64 bytes (the only ones a header holds).
@@ -197,6 +165,10 @@ type Operation struct {
 	headerBytes []byte
 	// Storage for Header's pointer fields, so decoding allocates them with the operation.
 	payloadHash, backlink Hash
+	// entry, when set, is the operation already laid out as a BoltStore entry value, with
+	// headerBytes and Body inside it; a received operation is read straight into this
+	// layout so that storing it copies nothing.
+	entry []byte
 }
 
 // Hash returns the operation id: blake3 of the signed header bytes.
@@ -265,6 +237,21 @@ func NewOperation(priv ed25519.PrivateKey, prev *Operation, body []byte, extensi
 //
 // DecodeOperation copies what it keeps; header and body may be reused after it returns.
 func DecodeOperation(header, body []byte) (*Operation, error) {
+	// One allocation holds the operation's copy of both header and body.
+	buf := make([]byte, len(header)+len(body))
+	copy(buf, header)
+	copy(buf[len(header):], body)
+	var ownBody []byte
+	if body != nil {
+		ownBody = buf[len(header):]
+	}
+	return decodeOwned(buf[:len(header):len(header)], ownBody)
+}
+
+// decodeOwned is DecodeOperation for buffers the caller hands over: the operation keeps
+// header and body without copying them, so nothing may modify them afterwards. The session
+// uses it for operations it has just received into buffers of their own.
+func decodeOwned(header, body []byte) (*Operation, error) {
 	if err := codec.CheckCanonical(header); err != nil {
 		switch {
 		case errors.Is(err, codec.ErrTrailingBytes):
@@ -275,14 +262,7 @@ func DecodeOperation(header, body []byte) (*Operation, error) {
 			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 	}
-	// One allocation holds the operation's copy of both header and body.
-	buf := make([]byte, len(header)+len(body))
-	copy(buf, header)
-	copy(buf[len(header):], body)
-	op := &Operation{headerBytes: buf[:len(header):len(header)]}
-	if body != nil {
-		op.Body = buf[len(header):]
-	}
+	op := &Operation{headerBytes: header[:len(header):len(header)], Body: body}
 	if err := parseHeader(op); err != nil {
 		return nil, err
 	}

@@ -5,18 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"github.com/lfnet/lfnet/syncproto"
 )
 
-// Ingest batching: operations are verified in parallel and stored in one transaction per
-// batch; a batch is flushed at these sizes, at Done, and after every live operation.
 const (
-	batchOps   = 256
-	batchBytes = 4 << 20
+	// liveFrameBuffer is the largest frame buffer a live session keeps between operations.
+	liveFrameBuffer = 64 << 10
 	// seenLimit bounds the per-session set of operation ids that crossed the link; when
 	// full it starts over, which can only cost a duplicate send that the peer ignores.
 	seenLimit = 1 << 16
@@ -39,6 +36,8 @@ type session struct {
 
 	itemsSent, bytesSent atomic.Uint64
 	itemsRecv, bytesRecv atomic.Uint64
+
+	wbuf []byte // the frame being sent; only send's goroutine uses it
 }
 
 func newSession(m *Manager, info syncproto.SessionInfo) *session {
@@ -127,7 +126,18 @@ func (s *session) writeMsg(conn syncproto.Conn, kind uint64, msg any) error {
 	if err != nil {
 		return err
 	}
-	if err := conn.WriteFrame(b); err != nil {
+	return s.writeFrame(conn, b)
+}
+
+func (s *session) writeFrame(conn syncproto.Conn, frame []byte) error {
+	if err := conn.WriteFrame(frame); err != nil {
+		return fmt.Errorf("logsync: send to %s: %w", s.info.Remote, err)
+	}
+	return nil
+}
+
+func (s *session) flush(conn syncproto.Conn) error {
+	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("logsync: send to %s: %w", s.info.Remote, err)
 	}
 	return nil
@@ -157,6 +167,10 @@ func (s *session) send(ctx context.Context, conn syncproto.Conn, remoteHave <-ch
 		return fmt.Errorf("logsync: topic has %d logs, more than one session can announce (%d)", len(have.Logs), maxHaveEntries)
 	}
 	if err := s.writeMsg(conn, kindHave, have); err != nil {
+		return err
+	}
+	// The remote answers only once it has our Have.
+	if err := s.flush(conn); err != nil {
 		return err
 	}
 
@@ -206,11 +220,24 @@ func (s *session) send(ctx context.Context, conn syncproto.Conn, remoteHave <-ch
 		}
 		return nil
 	}
+	if err := s.flush(conn); err != nil {
+		return err
+	}
 	for {
 		select {
 		case e := <-s.live:
 			if err := s.sendOp(conn, kindLive, e); err != nil {
 				return err
+			}
+			// Operations queued meanwhile share the transport write; the last one flushes.
+			if len(s.live) > 0 {
+				continue
+			}
+			if err := s.flush(conn); err != nil {
+				return err
+			}
+			if cap(s.wbuf) > liveFrameBuffer {
+				s.wbuf = nil // a large body passed; do not hold its frame for the session's life
 			}
 		case <-ctx.Done():
 			return nil
@@ -226,13 +253,14 @@ func (s *session) sendOp(conn syncproto.Conn, kind uint64, e Entry) error {
 	}
 	body := e.Op.Body
 	first := body[:min(len(body), chunkSize)]
-	msg := opMsg{LogID: e.LogID, Header: e.Op.HeaderBytes(), BodySize: uint64(len(body)), Body: first}
-	if err := s.writeMsg(conn, kind, msg); err != nil {
+	s.wbuf = appendOpMsg(s.wbuf[:0], kind, e.LogID, e.Op.HeaderBytes(), uint64(len(body)), first)
+	if err := s.writeFrame(conn, s.wbuf); err != nil {
 		return err
 	}
 	for rest := body[len(first):]; len(rest) > 0; {
 		n := min(len(rest), chunkSize)
-		if err := s.writeMsg(conn, kindChunk, chunkMsg{Data: rest[:n]}); err != nil {
+		s.wbuf = appendChunkMsg(s.wbuf[:0], rest[:n])
+		if err := s.writeFrame(conn, s.wbuf); err != nil {
 			return err
 		}
 		rest = rest[n:]
@@ -246,6 +274,7 @@ func (s *session) sendOp(conn syncproto.Conn, kind uint64, e Entry) error {
 type rawOp struct {
 	logID        uint64
 	header, body []byte
+	entry        []byte // header and body inside a BoltStore entry layout, id not yet set
 }
 
 // receive is the reading direction: it routes the remote's Have to send and feeds
@@ -301,14 +330,14 @@ func (s *session) receive(ctx context.Context, conn syncproto.Conn, remoteHave c
 		}
 		batch = append(batch, op)
 		batchSize += len(op.header) + len(op.body)
-		if len(batch) >= batchOps || batchSize >= batchBytes {
-			if err := in.submit(ctx, batch); err != nil {
+		if len(batch) >= verifyBatchOps || batchSize >= verifyBatchBytes {
+			if err := in.submit(ctx, batch, false); err != nil {
 				return err
 			}
 			batch, batchSize = nil, 0
 		}
 	}
-	if err := in.submit(ctx, batch); err != nil {
+	if err := in.submit(ctx, batch, false); err != nil {
 		return err
 	}
 	if err := in.flush(ctx); err != nil {
@@ -341,7 +370,7 @@ func (s *session) receive(ctx context.Context, conn syncproto.Conn, remoteHave c
 		if err != nil {
 			return err
 		}
-		if err := in.submit(ctx, []rawOp{op}); err != nil {
+		if err := in.submit(ctx, []rawOp{op}, true); err != nil {
 			return err
 		}
 	}
@@ -358,18 +387,18 @@ func (s *session) read(conn syncproto.Conn) (uint64, any, error) {
 	return decodeMessage(frame)
 }
 
-// readOp completes an operation from its first frame and the chunks that follow.
+// readOp completes an operation from its first frame and the chunks that follow. m aliases
+// the connection's frame buffer, so it is copied out before the next read: header and body
+// go into one buffer of their final size, which the operation then keeps (decodeOwned).
 func (s *session) readOp(conn syncproto.Conn, m opMsg) (rawOp, error) {
 	if m.BodySize > s.m.maxBody {
 		return rawOp{}, fmt.Errorf("%w: body of %d bytes, limit %d", ErrProtocol, m.BodySize, s.m.maxBody)
 	}
-	body := m.Body
-	if uint64(len(body)) < m.BodySize {
-		body = make([]byte, len(m.Body), m.BodySize)
-		copy(body, m.Body)
-	} else {
-		body = append([]byte(nil), m.Body...)
-	}
+	hlen := len(m.Header)
+	buf, prefix := newEntryBuffer(hlen, m.BodySize)
+	copy(buf[prefix:], m.Header)
+	header := buf[prefix : prefix+hlen : prefix+hlen]
+	body := append(buf[prefix+hlen:], m.Body...)
 	for uint64(len(body)) < m.BodySize {
 		kind, msg, err := s.read(conn)
 		if errors.Is(err, io.EOF) {
@@ -387,144 +416,9 @@ func (s *session) readOp(conn syncproto.Conn, m opMsg) (rawOp, error) {
 		}
 		body = append(body, data...)
 	}
-	return rawOp{logID: m.LogID, header: append([]byte(nil), m.Header...), body: body}, nil
-}
-
-// ingester verifies batches in parallel and stores them, one batch behind the reader so
-// that reading, verifying and writing overlap. It holds at most two batches.
-type ingester struct {
-	s     *session
-	emit  func(syncproto.Event)
-	in    chan ingestReq
-	done  chan struct{}
-	err   error // set before done closes
-	close func()
-}
-
-type ingestReq struct {
-	batch []rawOp
-	ack   chan struct{} // flush marker: closed when everything before it is stored
-}
-
-func newIngester(ctx context.Context, s *session, emit func(syncproto.Event)) *ingester {
-	in := &ingester{s: s, emit: emit, in: make(chan ingestReq, 1), done: make(chan struct{})}
-	var once sync.Once
-	in.close = func() {
-		once.Do(func() { close(in.in) })
-		<-in.done
+	entry := buf[:prefix+hlen+len(body)]
+	if m.BodySize == 0 {
+		body = nil // no payload: decoded as header only, as before
 	}
-	go in.run(ctx)
-	return in
-}
-
-func (in *ingester) run(ctx context.Context) {
-	defer close(in.done)
-	for req := range in.in {
-		if in.err != nil {
-			continue // drain until closed
-		}
-		if req.ack != nil {
-			close(req.ack)
-			continue
-		}
-		if err := in.process(ctx, req.batch); err != nil {
-			in.err = err
-			in.s.cancel(err)
-		}
-	}
-}
-
-func (in *ingester) submit(ctx context.Context, batch []rawOp) error {
-	if len(batch) == 0 {
-		return nil
-	}
-	select {
-	case in.in <- ingestReq{batch: batch}:
-		return nil
-	case <-in.done:
-		return in.err
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
-// flush waits until everything submitted so far is stored.
-func (in *ingester) flush(ctx context.Context) error {
-	ack := make(chan struct{})
-	select {
-	case in.in <- ingestReq{ack: ack}:
-	case <-in.done:
-		return in.err
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-	select {
-	case <-ack:
-		return nil
-	case <-in.done:
-		return in.err
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
-func (in *ingester) process(ctx context.Context, batch []rawOp) error {
-	entries, err := verifyParallel(batch)
-	if err != nil {
-		return fmt.Errorf("%w from %s: %w", ErrInvalidOperation, in.s.info.Remote, err)
-	}
-	for _, e := range entries {
-		if in.s.info.Live {
-			in.s.markSeen(e.Op.Hash())
-		}
-		in.s.itemsRecv.Add(1)
-		in.s.bytesRecv.Add(e.Op.encodedSize())
-	}
-	fresh, err := in.s.m.ingest(ctx, entries, in.s.info.ID)
-	for _, e := range fresh {
-		in.emit(syncproto.Event{Kind: syncproto.ItemReceived, Item: e, Metrics: in.s.metrics()})
-	}
-	if err != nil {
-		return fmt.Errorf("from %s: %w", in.s.info.Remote, err)
-	}
-	return nil
-}
-
-// verifyParallel decodes and verifies a batch across all cores, keeping its order.
-func verifyParallel(batch []rawOp) ([]Entry, error) {
-	entries := make([]Entry, len(batch))
-	workers := min(runtime.GOMAXPROCS(0), len(batch))
-	if workers <= 1 {
-		for i, r := range batch {
-			op, err := DecodeOperation(r.header, r.body)
-			if err != nil {
-				return nil, err
-			}
-			entries[i] = Entry{Op: op, LogID: r.logID}
-		}
-		return entries, nil
-	}
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(batch); i += workers {
-				op, err := DecodeOperation(batch[i].header, batch[i].body)
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				entries[i] = Entry{Op: op, LogID: batch[i].logID}
-			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return entries, nil
+	return rawOp{logID: m.LogID, header: header, body: body, entry: entry}, nil
 }

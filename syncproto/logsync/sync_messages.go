@@ -81,8 +81,76 @@ type doneMsg struct {
 	_ struct{} `cbor:",toarray"`
 }
 
-// decodeMessage strictly decodes one frame into its message value.
+// decodeMessage strictly decodes one frame into its message value. Op, Live and Chunk
+// frames, which carry nearly all of a sync's bytes, are read by hand and their byte strings
+// alias frame (valid until the frame's buffer is reused); other kinds go through the
+// reflection codec. Both paths accept exactly the same frames (FuzzDecodeSyncMessage).
 func decodeMessage(frame []byte) (kind uint64, msg any, err error) {
+	sc := codec.NewScanner(frame)
+	if sc.ArrayHead(2) == nil {
+		kind, err := sc.Uint()
+		if err == nil && (kind == kindOp || kind == kindLive || kind == kindChunk) {
+			msg, err := scanDataMessage(sc, kind)
+			if err != nil {
+				return 0, nil, fmt.Errorf("%w: %s: %w", ErrProtocol, kindName(kind), err)
+			}
+			if err := checkMessage(msg); err != nil {
+				return 0, nil, err
+			}
+			return kind, msg, nil
+		}
+	}
+	return decodeGeneric(frame)
+}
+
+// scanDataMessage reads the body of an Op, Live or Chunk frame after its kind.
+func scanDataMessage(sc *codec.Scanner, kind uint64) (any, error) {
+	var msg any
+	if kind == kindChunk {
+		if err := sc.ArrayHead(1); err != nil {
+			return nil, err
+		}
+		data, err := sc.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		msg = chunkMsg{Data: data}
+	} else {
+		var m opMsg
+		var err error
+		if err = sc.ArrayHead(4); err != nil {
+			return nil, err
+		}
+		if m.LogID, err = sc.Uint(); err != nil {
+			return nil, err
+		}
+		if m.Header, err = sc.Bytes(); err != nil {
+			return nil, err
+		}
+		if m.BodySize, err = sc.Uint(); err != nil {
+			return nil, err
+		}
+		if m.Body, err = sc.Bytes(); err != nil {
+			return nil, err
+		}
+		msg = m
+	}
+	return msg, sc.End()
+}
+
+func kindName(kind uint64) string {
+	switch kind {
+	case kindOp, kindLive:
+		return "op"
+	case kindChunk:
+		return "chunk"
+	}
+	return fmt.Sprint("kind ", kind)
+}
+
+// decodeGeneric decodes any kind of frame with the reflection codec (codec.Unmarshal's
+// strict rules). It is the reference the hand-read kinds are tested against.
+func decodeGeneric(frame []byte) (kind uint64, msg any, err error) {
 	t, err := codec.UnmarshalTagged(frame)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %w", ErrProtocol, err)
@@ -92,14 +160,6 @@ func decodeMessage(frame []byte) (kind uint64, msg any, err error) {
 		var m haveMsg
 		if err := codec.Unmarshal(t.Body, &m); err != nil {
 			return 0, nil, fmt.Errorf("%w: have: %w", ErrProtocol, err)
-		}
-		if len(m.Logs) > maxHaveEntries {
-			return 0, nil, fmt.Errorf("%w: have lists %d logs", ErrProtocol, len(m.Logs))
-		}
-		for _, e := range m.Logs {
-			if len(e.Author) != len(PublicKey{}) || e.Height == 0 {
-				return 0, nil, fmt.Errorf("%w: have entry with %d-byte author, height %d", ErrProtocol, len(e.Author), e.Height)
-			}
 		}
 		msg = m
 	case kindPreSync:
@@ -113,17 +173,11 @@ func decodeMessage(frame []byte) (kind uint64, msg any, err error) {
 		if err := codec.Unmarshal(t.Body, &m); err != nil {
 			return 0, nil, fmt.Errorf("%w: op: %w", ErrProtocol, err)
 		}
-		if len(m.Header) > MaxHeaderSize || uint64(len(m.Body)) > m.BodySize || len(m.Body) > chunkSize {
-			return 0, nil, fmt.Errorf("%w: op with %d-byte header, %d of %d body bytes", ErrProtocol, len(m.Header), len(m.Body), m.BodySize)
-		}
 		msg = m
 	case kindChunk:
 		var m chunkMsg
 		if err := codec.Unmarshal(t.Body, &m); err != nil {
 			return 0, nil, fmt.Errorf("%w: chunk: %w", ErrProtocol, err)
-		}
-		if len(m.Data) == 0 || len(m.Data) > chunkSize {
-			return 0, nil, fmt.Errorf("%w: chunk of %d bytes", ErrProtocol, len(m.Data))
 		}
 		msg = m
 	case kindDone:
@@ -135,9 +189,57 @@ func decodeMessage(frame []byte) (kind uint64, msg any, err error) {
 	default:
 		return 0, nil, fmt.Errorf("%w: %w %d", ErrProtocol, codec.ErrUnknownKind, t.Kind)
 	}
+	if err := checkMessage(msg); err != nil {
+		return 0, nil, err
+	}
 	return t.Kind, msg, nil
+}
+
+// checkMessage applies the protocol limits to a decoded message.
+func checkMessage(msg any) error {
+	switch m := msg.(type) {
+	case haveMsg:
+		if len(m.Logs) > maxHaveEntries {
+			return fmt.Errorf("%w: have lists %d logs", ErrProtocol, len(m.Logs))
+		}
+		for _, e := range m.Logs {
+			if len(e.Author) != len(PublicKey{}) || e.Height == 0 {
+				return fmt.Errorf("%w: have entry with %d-byte author, height %d", ErrProtocol, len(e.Author), e.Height)
+			}
+		}
+	case opMsg:
+		if len(m.Header) > MaxHeaderSize || uint64(len(m.Body)) > m.BodySize || len(m.Body) > chunkSize {
+			return fmt.Errorf("%w: op with %d-byte header, %d of %d body bytes", ErrProtocol, len(m.Header), len(m.Body), m.BodySize)
+		}
+	case chunkMsg:
+		if len(m.Data) == 0 || len(m.Data) > chunkSize {
+			return fmt.Errorf("%w: chunk of %d bytes", ErrProtocol, len(m.Data))
+		}
+	}
+	return nil
 }
 
 func encodeMessage(kind uint64, msg any) ([]byte, error) {
 	return codec.MarshalTagged(kind, msg)
+}
+
+// appendOpMsg appends the frame of an Op or Live message; it is the encoding
+// encodeMessage(kind, opMsg{...}) produces, written without reflection or copies beyond
+// dst.
+func appendOpMsg(dst []byte, kind, logID uint64, header []byte, bodySize uint64, first []byte) []byte {
+	dst = codec.AppendArrayHead(dst, 2)
+	dst = codec.AppendUint(dst, kind)
+	dst = codec.AppendArrayHead(dst, 4)
+	dst = codec.AppendUint(dst, logID)
+	dst = codec.AppendBytes(dst, header)
+	dst = codec.AppendUint(dst, bodySize)
+	return codec.AppendBytes(dst, first)
+}
+
+// appendChunkMsg appends the frame of a Chunk message, as appendOpMsg does for Op.
+func appendChunkMsg(dst, data []byte) []byte {
+	dst = codec.AppendArrayHead(dst, 2)
+	dst = codec.AppendUint(dst, kindChunk)
+	dst = codec.AppendArrayHead(dst, 1)
+	return codec.AppendBytes(dst, data)
 }
