@@ -152,3 +152,54 @@ func TestByteSize(t *testing.T) {
 		t.Errorf("String() = %q", b.String())
 	}
 }
+
+// runScenario runs args with --json and returns the report; it fails the test on an error.
+func runScenario(t *testing.T, timeout time.Duration, args ...string) (*Report, string) {
+	t.Helper()
+	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, append(args, "--json", jsonPath), &stdout, &stderr); err != nil {
+		t.Fatalf("run %q: %v\nstderr:\n%s", args, err, stderr.String())
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Scenario != args[0] || rep.Machine.NumCPU < 1 {
+		t.Fatalf("report header: %+v", rep)
+	}
+	return &rep, stdout.String()
+}
+
+// figureIDs returns the report's figures by id and setting ("a/N=100").
+func figureIDs(rep *Report) map[string]Figure {
+	out := map[string]Figure{}
+	for _, f := range rep.Figures {
+		out[f.ID+"/"+f.Transport] = f
+	}
+	return out
+}
+
+func TestMembershipScenarioSmoke(t *testing.T) {
+	profDir := t.TempDir()
+	rep, table := runScenario(t, time.Minute, "membership", "--n", "100", "--trials", "1",
+		"--fail", "50,80", "--heal", "1,2", "--timing-n", "200", "--timing-rounds", "2", "--profile", profDir)
+	figs := figureIDs(rep)
+	for _, id := range []string{"a/N=100", "b/N=100", "c/N=100", "d/N=100", "e/"} {
+		if f, ok := figs[id]; !ok || f.Measured <= 0 {
+			t.Errorf("figure %s: %+v", id, f)
+		}
+	}
+	if len(rep.Tables) != 1 || !strings.Contains(table, "| 80% |") {
+		t.Errorf("no HyParView table:\n%s", table)
+	}
+	if st, err := os.Stat(filepath.Join(profDir, "membership-n100.cpu.pprof")); err != nil || st.Size() == 0 {
+		t.Errorf("cpu profile: %v", err)
+	}
+}
