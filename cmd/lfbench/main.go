@@ -117,6 +117,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return nil
+	case childCommand: // the cost scenario's child process, not for people
+		return runCostChild(ctx, args[1:], stdout)
 	}
 	sc, ok := scenarios[args[0]]
 	if !ok {

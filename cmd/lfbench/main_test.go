@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The cost scenario re-executes its own binary, here the test binary, as its child.
+	if len(os.Args) > 1 && os.Args[1] == childCommand {
+		if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -201,5 +210,27 @@ func TestMembershipScenarioSmoke(t *testing.T) {
 	}
 	if st, err := os.Stat(filepath.Join(profDir, "membership-n100.cpu.pprof")); err != nil || st.Size() == 0 {
 		t.Errorf("cpu profile: %v", err)
+	}
+}
+
+func TestCostScenarioSmoke(t *testing.T) {
+	profDir := t.TempDir()
+	rep, _ := runScenario(t, 2*time.Minute, "cost", "--topics", "-1,0,2", "--settle", "100ms", "--profile", profDir)
+	figs := figureIDs(rep)
+	for _, id := range []string{"a/no node", "b/no node", "a/0 topics", "b/0 topics", "a/2 topics", "b/2 topics", "c/2 topics"} {
+		if f, ok := figs[id]; !ok || f.Measured <= 0 {
+			t.Errorf("figure %s: %+v", id, f)
+		}
+	}
+	if figs["b/2 topics"].Measured <= figs["b/no node"].Measured {
+		t.Errorf("a node with topics runs no more goroutines than no node: %v", rep.Figures)
+	}
+	if figs["a/2 topics"].Details["neighbours"] < 1 {
+		t.Errorf("the node measured had no neighbour: %+v", figs["a/2 topics"])
+	}
+	for _, name := range []string{"cost-topics2.cpu.pprof", "cost-topics2.heap.pprof"} {
+		if st, err := os.Stat(filepath.Join(profDir, name)); err != nil || st.Size() == 0 {
+			t.Errorf("profile %s: %v", name, err)
+		}
 	}
 }

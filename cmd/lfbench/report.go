@@ -128,6 +128,9 @@ func (f *Figure) result() string {
 }
 
 func (f *Figure) summary() string {
+	if f.Limit == 0 {
+		return f.value(f.Measured) + " (" + f.result() + ")"
+	}
 	return fmt.Sprintf("%s vs %s %s = %.0f%% (target %s): %s",
 		f.value(f.Measured), f.LimitName, f.value(f.Limit), f.Ratio*100, f.targetText(), f.result())
 }
@@ -175,7 +178,10 @@ func (r *Report) writeTable(w io.Writer) error {
 	for i := range r.Figures {
 		f := &r.Figures[i]
 		limit := f.LimitName + " " + f.value(f.Limit)
-		if !f.LimitMeasured {
+		switch {
+		case f.Limit == 0:
+			limit = "-"
+		case !f.LimitMeasured:
 			limit = "fixed: " + f.value(f.Limit)
 		}
 		fmt.Fprintf(tw, "(%s) %s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\t%s\n", f.ID, f.Name, f.Transport, f.Store,
