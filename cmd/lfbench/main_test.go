@@ -234,3 +234,26 @@ func TestCostScenarioSmoke(t *testing.T) {
 		}
 	}
 }
+
+func TestConvergenceScenarioSmoke(t *testing.T) {
+	profDir := t.TempDir()
+	rep, _ := runScenario(t, 2*time.Minute, "convergence", "--nodes", "4", "--topics", "1,2", "--payload", "256",
+		"--rate", "8", "--duration", "1s", "--profile", profDir)
+	figs := figureIDs(rep)
+	for _, setting := range []string{"4 nodes, 1 topic", "4 nodes, 2 topics"} {
+		for _, id := range []string{"a", "b", "c", "d", "e"} {
+			if _, ok := figs[id+"/"+setting]; !ok {
+				t.Errorf("figure %s/%s missing", id, setting)
+			}
+		}
+		if d := figs["d/"+setting]; !d.Pass || d.Details["expected"] < 1 {
+			t.Errorf("not every operation reached every node: %+v", d)
+		}
+		if c := figs["c/"+setting]; c.Measured <= 0 || c.Details["wire_bytes_sync"] <= 0 {
+			t.Errorf("no sync bytes counted: %+v", c)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(profDir, "convergence-n4-t2.cpu.pprof")); err != nil || st.Size() == 0 {
+		t.Errorf("cpu profile: %v", err)
+	}
+}
