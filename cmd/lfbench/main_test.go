@@ -257,3 +257,23 @@ func TestConvergenceScenarioSmoke(t *testing.T) {
 		t.Errorf("cpu profile: %v", err)
 	}
 }
+
+func TestGossipScenarioSmoke(t *testing.T) {
+	profDir := t.TempDir()
+	rep, _ := runScenario(t, 2*time.Minute, "gossip", "--nodes", "5", "--per-node", "2", "--window", "1s",
+		"--deadline", "20s", "--churn", "0.2", "--profile", profDir)
+	figs := figureIDs(rep)
+	for _, setting := range []string{"steady", "20% churn"} {
+		for _, id := range []string{"a", "b", "c", "d"} {
+			if _, ok := figs[id+"/"+setting]; !ok {
+				t.Errorf("figure %s/%s missing", id, setting)
+			}
+		}
+	}
+	if a := figs["a/20% churn"]; a.Details["churned_nodes"] != 1 || a.Details["stable_nodes"] != 4 {
+		t.Errorf("churn round did not churn one of five nodes: %+v", a.Details)
+	}
+	if st, err := os.Stat(filepath.Join(profDir, "gossip-round2.cpu.pprof")); err != nil || st.Size() == 0 {
+		t.Errorf("cpu profile: %v", err)
+	}
+}
