@@ -89,3 +89,38 @@ func TestCloseDrainsThenEnds(t *testing.T) {
 		t.Fatalf("closed subscription: %v", err)
 	}
 }
+
+// TestRingGrowsToCapacity: the ring starts small and grows while reads and writes wrap
+// around it, keeping order, and drops only once capacity events are unread.
+func TestRingGrowsToCapacity(t *testing.T) {
+	b := New[int]()
+	s := b.Subscribe(100)
+	next := 0
+	read := func(want int, wantDropped uint64) {
+		t.Helper()
+		v, dropped, err := s.Next(context.Background())
+		if err != nil || v != want || dropped != wantDropped {
+			t.Fatalf("got %d dropped=%d err=%v, want %d dropped=%d", v, dropped, err, want, wantDropped)
+		}
+	}
+	// Wrap the small ring before it has to grow.
+	for range 5 {
+		b.Publish(next)
+		next++
+	}
+	for i := range 3 {
+		read(i, 0)
+	}
+	for range 98 { // 2 unread + 98 = capacity
+		b.Publish(next)
+		next++
+	}
+	for i := 3; i < 103; i++ {
+		read(i, 0)
+	}
+	for range 101 { // one more than capacity: the oldest goes
+		b.Publish(next)
+		next++
+	}
+	read(104, 1)
+}
