@@ -71,7 +71,7 @@ func setupConvergence(fs *flag.FlagSet) runFunc {
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "how long the nodes publish")
 	fs.DurationVar(&o.deadline, "deadline", time.Minute, "how long after the last publication to wait for convergence")
 	fs.DurationVar(&o.walkStep, "walk-step", 0, "discovery step interval (0: lfnet's default, 10 s)")
-	fs.DurationVar(&o.formTimeout, "form-timeout", 3*time.Minute, "how long the overlays may take to form")
+	fs.DurationVar(&o.formTimeout, "form-timeout", 5*time.Minute, "how long the overlays may take to form")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the publication phases")
 	return o.run
 }

@@ -79,12 +79,19 @@ func setupGossip(fs *flag.FlagSet) runFunc {
 	fs.Float64Var(&o.churn, "churn", 0.2, "share of the nodes that leave (and are replaced by as many joining) in the churn round")
 	fs.StringVar(&o.rounds, "rounds", "steady,churn", "rounds to run: steady, churn or both")
 	fs.DurationVar(&o.walkStep, "walk-step", 0, "discovery step interval (0: lfnet's default, 10 s)")
-	fs.DurationVar(&o.formTimeout, "form-timeout", 3*time.Minute, "how long the overlays and meshes may take to form")
+	fs.DurationVar(&o.formTimeout, "form-timeout", 5*time.Minute, "how long the overlays and meshes may take to form")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the schedules and of who churns")
 	return o.run
 }
 
 const plainTopic = "lfbench plain gossipsub"
+
+// Warm-up messages use rounds from warmUpRound on, apart from the measured rounds; each
+// attempt waits warmUpWait for its message to reach every node.
+const (
+	warmUpRound = 1 << 20
+	warmUpWait  = 5 * time.Second
+)
 
 // gossipSlot is one node of the run, in both systems.
 type gossipSlot struct {
@@ -107,6 +114,8 @@ type gossipNet struct {
 
 	mu    sync.Mutex
 	slots []*gossipSlot
+	// warmUps lists, per warm-up, how many messages it took until one reached every node.
+	warmUps []int
 }
 
 func (o *gossipOptions) run(ctx context.Context, e *env) (err error) {
@@ -154,7 +163,7 @@ func (o *gossipOptions) run(ctx context.Context, e *env) (err error) {
 	if err := g.waitFormed(ctx); err != nil {
 		return err
 	}
-	e.logf("overlays and meshes formed in %.1f s", time.Since(formStart).Seconds())
+	e.logf("overlays and meshes formed in %.1f s (warm-up messages sent: %d)", time.Since(formStart).Seconds(), g.warmUps[0])
 
 	rng := rand.New(rand.NewPCG(o.seed, 7))
 	round := uint32(0)
@@ -170,6 +179,7 @@ func (o *gossipOptions) run(ctx context.Context, e *env) (err error) {
 			return err
 		}
 	}
+	e.note("warm-up messages sent until one reached every node, per warm-up: %v", g.warmUps)
 	return nil
 }
 
@@ -331,8 +341,10 @@ func (g *gossipNet) waitFormed(ctx context.Context) error {
 	return g.warmUp(ctx)
 }
 
-// warmUp sends one message per system from the first live slot in round 0 and waits
-// until every other live slot has both.
+// warmUp sends a message per system from the first live slot until one reaches every
+// other live slot in both systems, each attempt in its own round (from warmUpRound on),
+// waiting warmUpWait for it. A gossip message sent while meshes still change can be lost
+// for good (gossip does not store), so the scenario waits for a message that makes it.
 func (g *gossipNet) warmUp(ctx context.Context) error {
 	g.mu.Lock()
 	first, live := -1, 0
@@ -346,18 +358,30 @@ func (g *gossipNet) warmUp(ctx context.Context) error {
 	}
 	s := g.slots[first]
 	g.mu.Unlock()
-	g.lfRec.Reset(0, nil)
-	g.plRec.Reset(0, nil)
-	msg := benchkit.Message(0, uint16(first), 0, int(g.o.payload))
-	if err := s.handle.Publish(ctx, msg); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
+	deadline := time.Now().Add(g.o.formTimeout)
+	for attempt := uint32(0); ; attempt++ {
+		round := warmUpRound + attempt
+		g.lfRec.Reset(round, nil)
+		g.plRec.Reset(round, nil)
+		msg := benchkit.Message(round, uint16(first), 0, int(g.o.payload))
+		if err := s.handle.Publish(ctx, msg); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+		if err := s.plain.Publish(ctx, msg); err != nil {
+			return fmt.Errorf("warm-up plain: %w", err)
+		}
+		err := pollUntil(ctx, warmUpWait, 20*time.Millisecond, "warm-up", func() (bool, error) {
+			return g.lfRec.Count() >= live-1 && g.plRec.Count() >= live-1, nil
+		})
+		if err == nil {
+			g.warmUps = append(g.warmUps, int(attempt)+1)
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("no warm-up message reached every node in %d attempts (last: lfnet %d, plain %d of %d): %w",
+				attempt+1, g.lfRec.Count(), g.plRec.Count(), live-1, err)
+		}
 	}
-	if err := s.plain.Publish(ctx, msg); err != nil {
-		return fmt.Errorf("warm-up plain: %w", err)
-	}
-	return pollUntil(ctx, g.o.formTimeout, 20*time.Millisecond, "warm-up message reaching every node", func() (bool, error) {
-		return g.lfRec.Count() >= live-1 && g.plRec.Count() >= live-1, nil
-	})
 }
 
 // churnEvent is one node leaving and a fresh one joining at the same moment.

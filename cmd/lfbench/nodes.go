@@ -147,8 +147,8 @@ func pollUntil(ctx context.Context, timeout, interval time.Duration, what string
 // wireCounter is a libp2p bandwidth reporter that counts the bytes written to streams,
 // per protocol, without the rate meters (and their global goroutine) of libp2p's own
 // counter. Stream bytes leave out what lies beneath the streams: yamux frame headers (12
-// bytes per frame), Noise (16-byte tag and 2-byte length per frame of up to 64 KiB) and
-// TCP/IP headers.
+// bytes per frame), the security layer's records (TLS over TCP here: a 16-byte tag and a
+// 5-byte header per record of up to 16 KiB) and TCP/IP headers.
 type wireCounter struct {
 	total      atomic.Int64
 	byProtocol sync.Map // protocol.ID -> *atomic.Int64
@@ -166,7 +166,7 @@ func (w *wireCounter) LogSentMessageStream(n int64, p protocol.ID, _ peer.ID) {
 	c.(*atomic.Int64).Add(n)
 }
 func (w *wireCounter) LogRecvMessageStream(int64, protocol.ID, peer.ID) {}
-func (w *wireCounter) GetBandwidthForPeer(peer.ID) metrics.Stats     { return metrics.Stats{} }
+func (w *wireCounter) GetBandwidthForPeer(peer.ID) metrics.Stats        { return metrics.Stats{} }
 func (w *wireCounter) GetBandwidthForProtocol(p protocol.ID) metrics.Stats {
 	return metrics.Stats{TotalOut: w.snapshot()[familyOf(p)]}
 }
