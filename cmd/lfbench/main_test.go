@@ -107,8 +107,13 @@ func TestUsage(t *testing.T) {
 	if err := run(context.Background(), []string{"help"}, &stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stdout.String(), "sync") || !strings.Contains(stdout.String(), "--json") {
-		t.Fatalf("usage does not list the sync scenario and common flags:\n%s", stdout.String())
+	for _, want := range []string{"sync", "convergence", "gossip", "membership", "cost", "--json", "--profile"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Fatalf("usage lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if strings.Contains(stdout.String(), childCommand) {
+		t.Fatalf("usage lists the hidden child command:\n%s", stdout.String())
 	}
 	stdout.Reset()
 	if err := run(context.Background(), []string{"sync", "--help"}, &stdout, &stderr); err != nil {
@@ -131,6 +136,13 @@ func TestBadCommandLines(t *testing.T) {
 		{"sync", "--ops", "0"},
 		{"sync", "--body", "1XB"},
 		{"sync", "stray"},
+		{"convergence", "--nodes", "0"},
+		{"convergence", "--payload", "8"},
+		{"gossip", "--rounds", "sometimes"},
+		{"gossip", "--churn", "1"},
+		{"membership", "--fail", "120"},
+		{"membership", "--heal", ""},
+		{"cost", "--topics", "-2"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), args, &stdout, &stderr)
