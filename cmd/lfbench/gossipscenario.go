@@ -442,12 +442,16 @@ func (g *gossipNet) round(ctx context.Context, e *env, round uint32, tag string,
 		runErr = errors.Join(runErr, err)
 		errMu.Unlock()
 	}
-	publishFrom := func(i int, until time.Duration) {
+	// publishFrom publishes slot i's scheduled messages that fall in [from, until).
+	publishFrom := func(i int, from, until time.Duration) {
 		defer wg.Done()
 		g.mu.Lock()
 		s := g.slots[i]
 		g.mu.Unlock()
 		for seq, at := range schedule[i] {
+			if at < from {
+				continue
+			}
 			if at >= until {
 				return
 			}
@@ -475,10 +479,11 @@ func (g *gossipNet) round(ctx context.Context, e *env, round uint32, tag string,
 			until = at
 		}
 		wg.Add(1)
-		go publishFrom(i, until)
+		go publishFrom(i, 0, until)
 	}
 	// Churn: at each event one node leaves and a fresh one joins, bootstrapping from a
-	// random node that stays; it publishes its scheduled messages after it joined.
+	// random node that stays; it publishes those of its scheduled messages that fall after
+	// it joined.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -506,7 +511,7 @@ func (g *gossipNet) round(ctx context.Context, e *env, round uint32, tag string,
 			}
 			cancel()
 			wg.Add(1)
-			go publishFrom(idx, g.o.window)
+			go publishFrom(idx, time.Since(start), g.o.window)
 		}
 	}()
 	wg.Wait()
