@@ -189,6 +189,7 @@ func (o *convergenceOptions) runOne(ctx context.Context, e *env, nodeCount, topi
 		tag += "s"
 	}
 	e.logf("%s: starting nodes", tag)
+	startAt := time.Now()
 	wire := &wireCounter{}
 	gauges := make([]neighbourGauge, nodeCount)
 	nodes, err := startNodes(ctx, nodeCount, wire, o.walkStep, func(i int) []lfnet.Option {
@@ -204,6 +205,7 @@ func (o *convergenceOptions) runOne(ctx context.Context, e *env, nodeCount, topi
 	if err != nil {
 		return err
 	}
+	e.logf("%s: %d nodes started in %.1f s", tag, len(nodes), time.Since(startAt).Seconds())
 	rooms := make([]topics.Topic, topicCount)
 	for i := range rooms {
 		rooms[i] = topics.FromString(fmt.Sprintf("lfbench convergence %d/%d", i, topicCount))
@@ -215,6 +217,13 @@ func (o *convergenceOptions) runOne(ctx context.Context, e *env, nodeCount, topi
 	defer func() {
 		stopReading()
 		readers.Wait()
+		// The nodes close first, each leaving all its overlays at once; closing a thousand
+		// handles one by one would leave the overlays one by one, each waiting for its
+		// neighbours' acknowledgements (up to lfnet's 2 s leave timeout).
+		if cerr := closeAll(nodes); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close nodes: %w", cerr))
+		}
+		nodes = nil
 		for _, ls := range logs {
 			for _, l := range ls {
 				_ = l.Close()
@@ -248,14 +257,23 @@ func (o *convergenceOptions) runOne(ctx context.Context, e *env, nodeCount, topi
 	}
 
 	formStart := time.Now()
+	lastReport := formStart
 	err = pollUntil(ctx, o.formTimeout, 100*time.Millisecond, "overlays forming", func() (bool, error) {
+		ready := 0
 		for _, g := range gauges {
 			nb, err := g.neighbours()
-			if err != nil || nb < topicCount {
+			if err != nil {
 				return false, err
 			}
+			if nb >= topicCount {
+				ready++
+			}
 		}
-		return true, nil
+		if time.Since(lastReport) >= 30*time.Second {
+			lastReport = time.Now()
+			e.logf("%s: %d of %d nodes have at least %d overlay neighbours after %.0f s", tag, ready, nodeCount, topicCount, time.Since(formStart).Seconds())
+		}
+		return ready == nodeCount, nil
 	})
 	if err != nil {
 		return err
