@@ -7,10 +7,37 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
+
+// Dials on a loaded machine can miss libp2p's handshake timeout, and a failed dial puts the
+// peer in dial backoff for a few seconds; connect retries each pair connectAttempts times,
+// connectRetryWait apart.
+const (
+	connectAttempts  = 4
+	connectRetryWait = 6 * time.Second
+)
+
+// connect connects h to info, retrying as described above.
+func connect(ctx context.Context, h host.Host, info peer.AddrInfo) error {
+	var err error
+	for attempt := range connectAttempts {
+		if attempt > 0 {
+			select {
+			case <-time.After(connectRetryWait):
+			case <-ctx.Done():
+				return errors.Join(err, ctx.Err())
+			}
+		}
+		if err = h.Connect(ctx, info); err == nil {
+			return nil
+		}
+	}
+	return err
+}
 
 // ConnectAll connects every pair of hosts, a few dials at a time, and returns every dial's
 // error.
@@ -27,7 +54,7 @@ func ConnectAll(ctx context.Context, hs []host.Host) error {
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				if err := hs[i].Connect(ctx, peer.AddrInfo{ID: hs[j].ID(), Addrs: hs[j].Addrs()}); err != nil {
+				if err := connect(ctx, hs[i], peer.AddrInfo{ID: hs[j].ID(), Addrs: hs[j].Addrs()}); err != nil {
 					mu.Lock()
 					errs = append(errs, fmt.Errorf("connect %d to %d: %w", i, j, err))
 					mu.Unlock()
@@ -55,7 +82,7 @@ func ConnectTo(ctx context.Context, h host.Host, others []host.Host) error {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := h.Connect(ctx, peer.AddrInfo{ID: o.ID(), Addrs: o.Addrs()}); err != nil {
+			if err := connect(ctx, h, peer.AddrInfo{ID: o.ID(), Addrs: o.Addrs()}); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("connect to %s: %w", o.ID().ShortString(), err))
 				mu.Unlock()
