@@ -169,13 +169,13 @@ func (o *gossipOptions) run(ctx context.Context, e *env) (err error) {
 	round := uint32(0)
 	if steady {
 		round++
-		if err := g.round(ctx, e, round, "steady", rng, 0); err != nil {
+		if err := g.round(ctx, e, round, "steady", rng, 0, !churn); err != nil {
 			return err
 		}
 	}
 	if churn {
 		round++
-		if err := g.round(ctx, e, round, fmt.Sprintf("%.0f%% churn", 100*o.churn), rng, churners); err != nil {
+		if err := g.round(ctx, e, round, fmt.Sprintf("%.0f%% churn", 100*o.churn), rng, churners, true); err != nil {
 			return err
 		}
 	}
@@ -390,7 +390,8 @@ type churnEvent struct {
 	slot int
 }
 
-func (g *gossipNet) round(ctx context.Context, e *env, round uint32, tag string, rng *rand.Rand, churners int) error {
+// round runs one measured round; last says no round follows it.
+func (g *gossipNet) round(ctx context.Context, e *env, round uint32, tag string, rng *rand.Rand, churners int, last bool) error {
 	g.mu.Lock()
 	var live []int
 	for i, s := range g.slots {
@@ -550,8 +551,8 @@ func (g *gossipNet) round(ctx context.Context, e *env, round uint32, tag string,
 	e.add(delivery)
 	e.add(Figure{ID: "d", Name: "plain GossipSub delivery ratio", Transport: tag, Unit: "%",
 		Measured: 100 * pl.Ratio(), Informational: true})
-	if churners > 0 {
-		// The next round, if any, starts from a settled network again.
+	if churners > 0 && !last {
+		// The next round starts from a settled network again.
 		return g.waitFormed(ctx)
 	}
 	return nil
