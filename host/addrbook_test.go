@@ -126,6 +126,20 @@ func TestAddressBookAcceptsOnlySelfSignedRecords(t *testing.T) {
 	if _, err := book.AddRecordBytes(data); !errors.Is(err, ErrNotSigned) {
 		t.Fatalf("bad signature: %v, want ErrNotSigned", err)
 	}
+	// The stored record's bytes again skip verification; the same record with its
+	// signature broken does not.
+	stored, _ := book.Get(id)
+	good, err := stored.Record.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := book.AddRecordBytes(good); err != nil || got != id {
+		t.Fatalf("stored record's bytes again: %v, %v", got, err)
+	}
+	good[len(good)-1] ^= 1
+	if _, err := book.AddRecordBytes(good); !errors.Is(err, ErrNotSigned) {
+		t.Fatalf("stored record with a bad signature: %v, want ErrNotSigned", err)
+	}
 	if _, err := book.AddRecordBytes([]byte("garbage")); !errors.Is(err, ErrInvalidRecord) {
 		t.Fatalf("garbage: %v, want ErrInvalidRecord", err)
 	}

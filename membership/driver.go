@@ -95,6 +95,7 @@ type Driver struct {
 
 	notifiee *network.NotifyBundle
 	handlers sync.WaitGroup
+	records  verifiedRecords
 }
 
 // NewDriver registers the membership protocol proto (e.g. "/lfnet/<net>/membership/1") on h.
@@ -296,7 +297,7 @@ func (d *Driver) handleStream(s network.Stream) {
 		}
 		msg, err := decodeMessage(frame)
 		if err == nil {
-			err = checkRecords(from, msg)
+			err = checkRecordsWith(from, msg, d.records.open)
 		}
 		if err != nil {
 			d.log.Info("membership: bad message", "peer", from, "overlay", o.topic.Short(), "err", err)

@@ -431,7 +431,7 @@ func (o *Overlay) learnAddrs(p peer.ID, data []byte) {
 	if !ok {
 		return
 	}
-	env, err := openRecord(p, data)
+	env, err := o.d.records.open(p, data)
 	if err != nil {
 		// Checked when the message arrived; a failure here is a bug, not bad input.
 		o.d.log.Error("membership: stored peer record", "peer", p, "err", err)

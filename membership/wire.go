@@ -300,11 +300,16 @@ func arrayLen(raw []byte) (uint64, error) {
 // signed by the key of the peer it describes (from, for the sender's own data). A relay
 // cannot forge another node's addresses this way.
 func checkRecords(from peer.ID, m Message) error {
+	return checkRecordsWith(from, m, openRecord)
+}
+
+// checkRecordsWith is checkRecords with the function that opens each record.
+func checkRecordsWith(from peer.ID, m Message, open func(peer.ID, []byte) (*record.Envelope, error)) error {
 	check := func(id peer.ID, data []byte) error {
 		if len(data) == 0 {
 			return nil
 		}
-		if _, err := openRecord(id, data); err != nil {
+		if _, err := open(id, data); err != nil {
 			return err
 		}
 		return nil

@@ -15,15 +15,28 @@
 //	--profile DIR   write CPU and heap profiles of the timed phases into DIR
 //	--fail-on-miss  exit with status 3 when a figure misses its target
 //
-// Scenarios:
+// Scenarios (each file's comment gives its figures, flags and default sizes):
 //
-//	sync   initial sync throughput against the ed25519 verification limit, large-body
-//	       sync throughput against raw libp2p stream throughput, and peak heap while
-//	       syncing a million operations (see sync.go for the flags and default sizes)
+//	sync         initial sync throughput against the ed25519 verification limit, large-body
+//	             sync throughput against raw libp2p stream throughput, and peak heap while
+//	             syncing a million operations (sync.go)
+//	convergence  50 and 100 real nodes on 1 and 10 topics publishing steadily: time until
+//	             every node holds each operation (p50, p99) and wire bytes per delivered
+//	             operation (convergence.go)
+//	gossip       50 nodes, lfnet gossip beside plain GossipSub on the same hosts in the
+//	             same run, steady and under 20% churn (gossipscenario.go)
+//	membership   the HyParView massive-failure table for N = 1,000 and 10,000 from the
+//	             simulator, and the 10,000-node timing target (membership.go)
+//	cost         an idle node's RSS and goroutines with 0, 1, 10 and 100 topics, each in
+//	             its own child process, and start-up time to the first NeighborUp (cost.go)
+//
+// The network scenarios run real lfnet.Node instances in this process, listening on
+// 127.0.0.1 only, joined through bootstrap addresses and discovery (nodes.go).
 //
 // Example:
 //
 //	go run ./cmd/lfbench sync --transport both --json sync.json
+//	go run ./cmd/lfbench convergence --nodes 100 --topics 1 --profile prof
 package main
 
 import (
@@ -117,6 +130,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return nil
+	case childCommand: // the cost scenario's child process, not for people
+		return runCostChild(ctx, args[1:], stdout)
 	}
 	sc, ok := scenarios[args[0]]
 	if !ok {

@@ -22,7 +22,9 @@ type Report struct {
 	// Config holds the scenario's effective sizes and options.
 	Config  map[string]any `json:"config,omitempty"`
 	Figures []Figure       `json:"figures"`
-	Notes   []string       `json:"notes,omitempty"`
+	// Tables are a scenario's own tables (Markdown), printed after the figures.
+	Tables []string `json:"tables,omitempty"`
+	Notes  []string `json:"notes,omitempty"`
 }
 
 // Machine describes where the figures were measured; LoadStart and LoadEnd are
@@ -57,6 +59,9 @@ type Figure struct {
 	Target  float64 `json:"target"`
 	AtLeast bool    `json:"at_least"`
 	Pass    bool    `json:"pass"`
+	// Informational figures have no target of their own (a p50 beside a judged p99, a
+	// peer's figure); they always pass.
+	Informational bool `json:"informational,omitempty"`
 	// Details are supporting numbers (CPU time, byte counts, ...), Info supporting text.
 	Details map[string]float64 `json:"details,omitempty"`
 	Info    map[string]string  `json:"info,omitempty"`
@@ -68,9 +73,12 @@ func (f *Figure) finish() {
 	if f.Limit > 0 {
 		f.Ratio = f.Measured / f.Limit
 	}
-	if f.AtLeast {
+	switch {
+	case f.Informational:
+		f.Pass = true
+	case f.AtLeast:
 		f.Pass = f.Ratio >= f.Target
-	} else {
+	default:
 		f.Pass = f.Ratio < f.Target
 	}
 }
@@ -83,12 +91,19 @@ func (f *Figure) value(v float64) string {
 		return fmt.Sprintf("%.1f MB/s", v)
 	case "MiB":
 		return fmt.Sprintf("%.1f MiB", v)
+	case "ms":
+		return fmt.Sprintf("%.1f ms", v)
+	case "%":
+		return fmt.Sprintf("%.2f%%", v)
 	default:
 		return fmt.Sprintf("%.3g %s", v, f.Unit)
 	}
 }
 
 func (f *Figure) targetText() string {
+	if f.Informational {
+		return "-"
+	}
 	if f.LimitMeasured {
 		op := ">="
 		if !f.AtLeast {
@@ -103,6 +118,9 @@ func (f *Figure) targetText() string {
 }
 
 func (f *Figure) result() string {
+	if f.Informational {
+		return "info"
+	}
 	if f.Pass {
 		return "pass"
 	}
@@ -110,6 +128,9 @@ func (f *Figure) result() string {
 }
 
 func (f *Figure) summary() string {
+	if f.Limit == 0 {
+		return f.value(f.Measured) + " (" + f.result() + ")"
+	}
 	return fmt.Sprintf("%s vs %s %s = %.0f%% (target %s): %s",
 		f.value(f.Measured), f.LimitName, f.value(f.Limit), f.Ratio*100, f.targetText(), f.result())
 }
@@ -157,7 +178,10 @@ func (r *Report) writeTable(w io.Writer) error {
 	for i := range r.Figures {
 		f := &r.Figures[i]
 		limit := f.LimitName + " " + f.value(f.Limit)
-		if !f.LimitMeasured {
+		switch {
+		case f.Limit == 0:
+			limit = "-"
+		case !f.LimitMeasured:
 			limit = "fixed: " + f.value(f.Limit)
 		}
 		fmt.Fprintf(tw, "(%s) %s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\t%s\n", f.ID, f.Name, f.Transport, f.Store,
@@ -173,6 +197,9 @@ func (r *Report) writeTable(w io.Writer) error {
 		if f.Diagnosis != "" {
 			fmt.Fprintf(w, "(%s) %s: %s\n", f.ID, f.Transport, f.Diagnosis)
 		}
+	}
+	for _, t := range r.Tables {
+		fmt.Fprintf(w, "\n%s", t)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lfnet/lfnet/internal/benchkit"
 	"github.com/lfnet/lfnet/membership"
 	"github.com/lfnet/lfnet/membership/sim"
 )
@@ -144,11 +145,8 @@ type sizeResult struct {
 }
 
 type perfResult struct {
-	Nodes          int     `json:"nodes"`
-	Rounds         int     `json:"rounds"`
-	Seconds        float64 `json:"seconds"`
-	LimitSeconds   float64 `json:"limit_seconds"`
-	MinReliability float64 `json:"min_reliability"`
+	benchkit.Timing
+	LimitSeconds float64 `json:"limit_seconds"`
 }
 
 func run(args []string, w io.Writer) error {
@@ -171,14 +169,18 @@ func run(args []string, w io.Writer) error {
 		}
 		rep.Results = append(rep.Results, sizeResult{ExperimentResult: res, WallSeconds: time.Since(start).Seconds()})
 		if !o.json {
-			printTable(w, o, res, time.Since(start))
+			table := benchkit.HyParViewTable{Seed: o.seed, Trials: o.trials, Heal: o.heal, Wall: time.Since(start)}
+			if err := table.Write(w, res); err != nil {
+				return err
+			}
 		}
 	}
 	if o.perf {
-		p, err := timeRounds(o.simConfig(o.perfNodes), o.perfRounds)
+		t, err := benchkit.TimeRounds(o.simConfig(o.perfNodes), o.perfRounds)
 		if err != nil {
 			return err
 		}
+		p := perfResult{Timing: t, LimitSeconds: perfLimit.Seconds()}
 		rep.Perf = &p
 		if !o.json {
 			verdict := "OK"
@@ -196,62 +198,4 @@ func run(args []string, w io.Writer) error {
 	}
 	fmt.Fprintln(w, rep.Machine)
 	return nil
-}
-
-// timeRounds measures the issue's performance target: build and settle an overlay of n
-// nodes, then run rounds broadcasts.
-func timeRounds(cfg sim.Config, rounds int) (perfResult, error) {
-	start := time.Now()
-	s, err := sim.New(cfg)
-	if err != nil {
-		return perfResult{}, err
-	}
-	if err := s.Bootstrap(); err != nil {
-		return perfResult{}, err
-	}
-	s.RunFor(3 * cfg.Membership.ShuffleInterval)
-	minRel := 1.0
-	for i := 0; i < rounds; i++ {
-		minRel = min(minRel, s.Broadcast(s.RandomLive(), 5*time.Second).Reliability())
-	}
-	return perfResult{
-		Nodes: cfg.Nodes, Rounds: rounds, Seconds: time.Since(start).Seconds(),
-		LimitSeconds: perfLimit.Seconds(), MinReliability: minRel,
-	}, nil
-}
-
-func printTable(w io.Writer, o options, res sim.ExperimentResult, wall time.Duration) {
-	q := res.Quiescent
-	fmt.Fprintf(w, "N = %d (seed %d, %d trials per level, %.1f s wall)\n", res.Nodes, o.seed, o.trials, wall.Seconds())
-	fmt.Fprintf(w, "quiescent: components %d, symmetry %.2f%%, reliability %.2f%%, in-degree mean %.2f max %d\n\n",
-		q.Metrics.Components, 100*q.Metrics.Symmetry, 100*q.Reliability, q.Metrics.InDegreeMean, q.Metrics.InDegreeMax)
-	fmt.Fprintf(w, "| failed | first broadcast mean (min) |")
-	for _, p := range o.heal {
-		fmt.Fprintf(w, " after %d shuffle mean (min) |", p)
-	}
-	fmt.Fprintf(w, " components first")
-	for _, p := range o.heal {
-		fmt.Fprintf(w, " / %d", p)
-	}
-	fmt.Fprintf(w, " (max) | in-degree mean / max after %d |\n", o.heal[len(o.heal)-1])
-	fmt.Fprintf(w, "|---|---|")
-	for range o.heal {
-		fmt.Fprintf(w, "---|")
-	}
-	fmt.Fprintln(w, "---|---|")
-	for _, f := range res.Failures {
-		fmt.Fprintf(w, "| %2.0f%% | %s |", 100*f.Failure, pct(f.First))
-		comps := fmt.Sprint(f.First.MaxComponents)
-		for _, h := range f.Healed {
-			fmt.Fprintf(w, " %s |", pct(h))
-			comps += fmt.Sprintf(" / %d", h.MaxComponents)
-		}
-		last := f.Healed[len(f.Healed)-1]
-		fmt.Fprintf(w, " %s | %.2f / %d |\n", comps, last.InDegreeMean, last.InDegreeMax)
-	}
-	fmt.Fprintln(w)
-}
-
-func pct(s sim.Summary) string {
-	return fmt.Sprintf("%.2f%% (%.2f%%)", 100*s.MeanReliability, 100*s.MinReliability)
 }
