@@ -9,7 +9,9 @@ import (
 	"sync"
 )
 
-// initialRing is the ring size a subscription starts with.
+// initialRing is the ring size a subscription starts with; the ring grows towards its
+// capacity only as unread events pile up. Allocating the capacity up front cost 100 MB of a
+// 50-node, 10-topic lfbench run in which few subscriptions ever held more than a handful.
 const initialRing = 64
 
 // ErrClosed is returned by Next once the bus or the subscription is closed and every
