@@ -17,12 +17,13 @@
 //
 // Each topic's Overlay (its membership active view, see Membership) decides which peers the
 // topic's traffic is exchanged with: GossipSub only grafts, gossips to and answers peers in
-// the view, messages published here go only to the mesh (flood publishing is off, because it
-// would bypass the view), and messages that arrive from a peer outside the view are dropped
-// before GossipSub looks at them. A mesh link made while a peer was in the view lasts until
-// GossipSub prunes it or the peer disconnects; GossipSub has no call to drop one on demand,
-// so after a view change a former neighbour may still be sent messages for a while (it
-// holds the topic key anyway — it was a member), while anything it sends is ignored.
+// the view, and messages published here go only to the mesh (flood publishing is off,
+// because it would bypass the view). A mesh link made while a peer was in the view lasts
+// until GossipSub prunes it or the peer disconnects: GossipSub has no call to drop one on
+// demand, so after a view change both ends keep forwarding over it. Messages are therefore
+// accepted from any peer that is, or has been, a neighbour and has stayed connected since
+// (Overlay.WasNeighbor); such a peer holds the topic key anyway. Messages from a peer that
+// was never a neighbour are dropped before GossipSub looks at them.
 //
 // # Known limit
 //
