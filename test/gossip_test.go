@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/lfnet/lfnet"
 	lfhost "github.com/lfnet/lfnet/host"
 	"github.com/lfnet/lfnet/topics"
@@ -62,14 +64,23 @@ func TestGossip30NodesThroughDiscovery(t *testing.T) {
 		}
 		handles = append(handles, g)
 	}
-	// Count what each node receives, by sender and text.
-	type key struct{ from, text string }
-	got := make([]map[key]int, nodes)
+	// Count what each node receives, by author and text, checking as messages arrive so
+	// that polling for completion stays cheap.
+	type key struct {
+		from peer.ID
+		text string
+	}
+	type inbox struct {
+		got     map[key]int
+		problem string // the first duplicate or own message, if any
+	}
+	boxes := make([]inbox, nodes)
 	var mu sync.Mutex
 	ctx, cancel := context.WithCancel(context.Background())
 	var readers sync.WaitGroup
 	for i, g := range handles {
-		got[i] = map[key]int{}
+		boxes[i].got = map[key]int{}
+		self := all[i].ID()
 		sub := g.Subscribe()
 		readers.Add(1)
 		go func() {
@@ -80,8 +91,17 @@ func TestGossip30NodesThroughDiscovery(t *testing.T) {
 				if err != nil {
 					return
 				}
+				k := key{m.From, string(m.Data)}
 				mu.Lock()
-				got[i][key{m.From.String(), string(m.Data)}]++
+				box := &boxes[i]
+				box.got[k]++
+				switch {
+				case box.problem != "":
+				case m.From == self:
+					box.problem = fmt.Sprintf("node %d received its own message %q", i, k.text)
+				case box.got[k] > 1:
+					box.problem = fmt.Sprintf("node %d received %q %d times", i, k.text, box.got[k])
+				}
 				mu.Unlock()
 			}
 		}()
@@ -93,15 +113,15 @@ func TestGossip30NodesThroughDiscovery(t *testing.T) {
 	// Gossip is ephemeral: it reaches whoever is in the mesh when it is sent. Publish once
 	// every node's messages can reach every other node through the gossip meshes (which
 	// follow the overlays' active views).
-	index := map[string]int{}
+	index := map[peer.ID]int{}
 	for i, n := range all {
-		index[n.ID().String()] = i
+		index[n.ID()] = i
 	}
 	stronglyConnected := func() bool {
 		mesh := make([][]int, nodes)
 		for i, g := range handles {
 			for _, p := range g.MeshPeers() {
-				if j, ok := index[p.String()]; ok {
+				if j, ok := index[p]; ok {
 					mesh[i] = append(mesh[i], j)
 				}
 			}
@@ -156,19 +176,13 @@ func TestGossip30NodesThroughDiscovery(t *testing.T) {
 		mu.Lock()
 		complete, problem := true, ""
 		for i := range nodes {
-			if len(got[i]) != (nodes-1)*perNode {
-				complete = false
-				problem = fmt.Sprintf("node %d has %d of %d messages", i, len(got[i]), (nodes-1)*perNode)
+			if p := boxes[i].problem; p != "" {
+				mu.Unlock()
+				t.Fatal(p)
 			}
-			for k, n := range got[i] {
-				if n != 1 {
-					mu.Unlock()
-					t.Fatalf("node %d received %q %d times", i, k.text, n)
-				}
-				if k.from == all[i].ID().String() {
-					mu.Unlock()
-					t.Fatalf("node %d received its own message %q", i, k.text)
-				}
+			if n := len(boxes[i].got); n != (nodes-1)*perNode {
+				complete = false
+				problem = fmt.Sprintf("node %d has %d of %d messages", i, n, (nodes-1)*perNode)
 			}
 		}
 		mu.Unlock()
