@@ -64,6 +64,7 @@ const (
 	inSendFailed
 	inSenderIdle
 	inAddContacts
+	inConnected
 	inRejoin
 	inLeave
 )
@@ -311,6 +312,24 @@ func (o *Overlay) handle(in input) bool {
 		fresh := o.addContacts(in.contacts)
 		if o.state.ActiveLen() < o.state.Config().ActiveSize {
 			o.joinThrough(fresh)
+			// Contacts known before are offered too: after a partition heals, the nodes
+			// of the other side are known, but nothing else would link to them again.
+			var known []PeerInfo[peer.ID]
+			for _, c := range in.contacts {
+				if !slices.ContainsFunc(fresh, func(f peer.AddrInfo) bool { return f.ID == c.ID }) {
+					known = append(known, PeerInfo[peer.ID]{ID: c.ID})
+				}
+			}
+			if len(known) > 0 {
+				o.step(func(now time.Time) { o.state.Offer(known, now) })
+			}
+		}
+	case inConnected:
+		// A new connection to a known contact while short of neighbours: most likely
+		// the network healed (or the contact came back), so ask it for a link.
+		if o.state.ActiveLen() < o.state.Config().ActiveSize && !o.state.IsActive(in.peer) &&
+			slices.ContainsFunc(o.contacts, func(c peer.AddrInfo) bool { return c.ID == in.peer }) {
+			o.step(func(now time.Time) { o.state.Offer([]PeerInfo[peer.ID]{{ID: in.peer}}, now) })
 		}
 	case inRejoin:
 		o.rejoin(in.contacts)
