@@ -37,10 +37,11 @@
 // the mesh, at most once each, in no guaranteed order, and never its own messages. Every
 // Subscription buffers a bounded number of unread messages; one that falls behind loses the
 // oldest and is told how many (Subscription.Dropped), so a slow reader never holds up the
-// router. GossipSub remembers message ids for two minutes; a peer that replays a recorded
-// message later gets it delivered again (still sealed and signed by its author, so it can
-// only repeat, not alter, and never makes a node receive its own message), so applications
-// that must not act twice should carry their own ids.
+// router. GossipSub remembers a message id until two minutes after its last copy arrived; a
+// peer that replays a recorded message later than that gets it delivered again (still
+// sealed and signed by its author, so it can only repeat, not alter, and never makes a node
+// receive its own message), so applications that must not act twice should carry their own
+// ids.
 //
 // Reference counting: Router.Stream joins the topic's overlay and pubsub topic on the first
 // handle, and the last Handle.Close leaves both. Re-opening a topic soon after meshes with

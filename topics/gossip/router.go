@@ -12,6 +12,7 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p-pubsub/timecache"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -213,6 +214,10 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 		pubsub.WithMaxMessageSize(rpcSize),
 		pubsub.WithMaxControlMessageSize(rpcSize),
 		pubsub.WithPeerOutboundQueueSize(outboundQueue),
+		// A message id is remembered until two minutes after its last copy arrived, not
+		// after its first: on a slow or overloaded node copies can trickle in for longer
+		// than two minutes, and each late one would be delivered again.
+		pubsub.WithSeenMessagesStrategy(timecache.Strategy_LastSeen),
 		pubsub.WithValidateQueueSize(validateQueue),
 		pubsub.WithLogger(slog.New(demoted{r.log.Handler()})),
 	)
