@@ -117,7 +117,8 @@ func TestGossip30NodesThroughDiscovery(t *testing.T) {
 	for i, n := range all {
 		index[n.ID()] = i
 	}
-	stronglyConnected := func() bool {
+	// unreachable names a node that cannot reach every other through the meshes, or is "".
+	unreachable := func() string {
 		mesh := make([][]int, nodes)
 		for i, g := range handles {
 			for _, p := range g.MeshPeers() {
@@ -140,16 +141,16 @@ func TestGossip30NodesThroughDiscovery(t *testing.T) {
 				}
 			}
 			if len(seen) != nodes {
-				return false
+				return fmt.Sprintf("node %d reaches %d of %d nodes (its mesh: %d peers)", from, len(seen), nodes, len(mesh[from]))
 			}
 		}
-		return true
+		return ""
 	}
 	// Deadlines only catch hangs; the machine may be slow and shared.
 	deadline := time.Now().Add(3 * time.Minute)
-	for !stronglyConnected() {
+	for problem := unreachable(); problem != ""; problem = unreachable() {
 		if time.Now().After(deadline) {
-			t.Fatal("the gossip meshes never let every node reach every other")
+			t.Fatalf("the gossip meshes never let every node reach every other: %s", problem)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
