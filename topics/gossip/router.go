@@ -47,6 +47,9 @@ const (
 	pubsubBuffer = 256
 	// maxTopicsPerPeer caps the subscriptions the router tracks for one peer.
 	maxTopicsPerPeer = 1024
+	// meshDegree is GossipSub's target and low-water mark for a topic's mesh; it only needs
+	// to exceed any active view size (membership's default is 5), see New.
+	meshDegree = 16
 	// minRPCSize is the smallest limit on one pubsub RPC; it leaves room for control
 	// traffic (IHAVE lists) next to a few sealed messages.
 	minRPCSize = 256 << 10
@@ -201,6 +204,16 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 	// back off from us (default 10 s); GossipSub forgets expired backoffs only every 15
 	// heartbeats, so re-meshing with the same peers still takes up to about 15 s.
 	params.UnsubscribeBackoff = time.Second
+	// The peer filter limits the mesh to the active view (a handful of peers), so the
+	// degree targets only decide whether GossipSub grafts every neighbour not yet in the
+	// mesh, which it must: a GRAFT that reaches a peer before that peer has us in its view
+	// is ignored without a PRUNE, and the sender keeps the peer in its mesh while the peer
+	// never adds the sender. With the default low-water mark (5), mesh links that outlived
+	// the view kept meshes from ever reaching for such a node, and in a 30-node run one
+	// node stayed out of every other node's mesh (it would receive nothing) for minutes.
+	// With the mark above any active view, each heartbeat grafts every neighbour that is
+	// missing, and the link becomes mutual as soon as the views agree.
+	params.D, params.Dlo, params.Dhi = meshDegree, meshDegree, 2*meshDegree
 	ps, err := pubsub.NewGossipSub(runCtx, h,
 		pubsub.WithGossipSubProtocols(r.protos, supportsFeature),
 		pubsub.WithGossipSubParams(params),
