@@ -44,6 +44,8 @@ type gossipOverlay struct {
 
 func (o *gossipOverlay) ActiveView() []peer.ID { return o.ts.overlay.ActiveView() }
 
+func (o *gossipOverlay) WasNeighbor(p peer.ID) bool { return o.ts.overlay.WasNeighbor(p) }
+
 func (o *gossipOverlay) Leave(context.Context) error {
 	o.once.Do(func() { o.n.release(o.ts) })
 	return nil

@@ -21,6 +21,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	lfhost "github.com/lfnet/lfnet/host"
+	"github.com/lfnet/lfnet/internal/bus"
 	"github.com/lfnet/lfnet/membership"
 	"github.com/lfnet/lfnet/syncproto"
 	"github.com/lfnet/lfnet/syncproto/logsync"
@@ -73,6 +74,8 @@ type Node struct {
 	mu     sync.Mutex
 	topics map[topics.Topic]*topicState
 	closed bool
+
+	neighborEvents *bus.Bus[membership.Event]
 }
 
 // topicState is what the node runs for one topic while any handle refers to it.
@@ -98,7 +101,12 @@ func New(ctx context.Context, opts ...Option) (n *Node, err error) {
 			return nil, err
 		}
 	}
-	n = &Node{cfg: cfg, log: cfg.logger.With("component", "node"), topics: make(map[topics.Topic]*topicState)}
+	n = &Node{
+		cfg:            cfg,
+		log:            cfg.logger.With("component", "node"),
+		topics:         make(map[topics.Topic]*topicState),
+		neighborEvents: bus.New[membership.Event](),
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -346,6 +354,7 @@ func (n *Node) pumpEvents(ts *topicState) {
 	for ev := range ts.overlay.Events() {
 		switch ev.Kind {
 		case membership.EventNeighborUp, membership.EventNeighborDown:
+			n.neighborEvents.Publish(ev)
 			ts.mu.Lock()
 			st := ts.sync
 			ts.mu.Unlock()
@@ -401,6 +410,7 @@ func (n *Node) shutdown() error {
 		}()
 	}
 	leaving.Wait()
+	n.neighborEvents.Close()
 	if n.memb != nil {
 		errs = append(errs, n.memb.Close())
 	}

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -509,5 +510,34 @@ func TestIdentifyFeedsAddressBook(t *testing.T) {
 				t.Fatalf("record address %s is not one of %v", addr, y.Libp2p().Addrs())
 			}
 		}
+	}
+}
+
+// TestAddressBookStoredRecordAgain: the bytes of the stored record are accepted again
+// without change, while the same bytes with a corrupted signature are still rejected (only
+// byte-identical input skips verification).
+func TestAddressBookStoredRecordAgain(t *testing.T) {
+	book := newTestHost(t).AddressBook()
+	key, id := newKey(t)
+	data, err := signedRecord(t, key, id, 3, "/ip4/127.0.0.1/tcp/4001").Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := book.AddRecordBytes(data); err != nil || got != id {
+		t.Fatalf("first add: %s, %v", got, err)
+	}
+	changes := book.Watch(t.Context())
+	if got, err := book.AddRecordBytes(data); err != nil || got != id {
+		t.Fatalf("same bytes again: %s, %v", got, err)
+	}
+	forged := bytes.Clone(data)
+	forged[len(forged)-1] ^= 1
+	if _, err := book.AddRecordBytes(forged); !errors.Is(err, ErrNotSigned) {
+		t.Fatalf("stored record with a corrupted signature: %v, want ErrNotSigned", err)
+	}
+	select {
+	case c := <-changes:
+		t.Fatalf("re-adding the stored record changed the book: %+v", c)
+	default:
 	}
 }

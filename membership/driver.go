@@ -131,7 +131,7 @@ func NewDriver(h host.Host, proto protocol.ID, opts ...Option) (*Driver, error) 
 		overlays: make(map[[32]byte]*Overlay),
 		inbound:  make(map[network.Stream]struct{}),
 	}
-	d.notifiee = &network.NotifyBundle{DisconnectedF: d.disconnected}
+	d.notifiee = &network.NotifyBundle{ConnectedF: d.connected, DisconnectedF: d.disconnected}
 	h.SetStreamHandler(proto, d.handleStream)
 	h.Network().Notify(d.notifiee)
 	return d, nil
@@ -229,6 +229,20 @@ func (d *Driver) disconnected(n network.Network, c network.Conn) {
 	defer d.mu.Unlock()
 	for _, o := range d.overlays {
 		o.post(input{kind: inPeerDown, peer: p})
+	}
+}
+
+// connected tells every overlay of a first connection to a peer, which may be a contact
+// it lost touch with (see Offer). It must not block (libp2p calls it inline).
+func (d *Driver) connected(n network.Network, c network.Conn) {
+	p := c.RemotePeer()
+	if len(n.ConnsToPeer(p)) > 1 {
+		return // not news: another connection to the peer was open already
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, o := range d.overlays {
+		o.post(input{kind: inConnected, peer: p})
 	}
 }
 

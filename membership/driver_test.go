@@ -548,3 +548,55 @@ func TestLeaveWithExpiredContext(t *testing.T) {
 		t.Fatal("active view not empty after Leave")
 	}
 }
+
+// TestWasNeighborOutlivesTheViewWhileConnected: a neighbour that leaves the active view
+// still counts as a former neighbour while its connection lasts, and is forgotten once the
+// connection closes; a node that was never a neighbour never counts.
+func TestWasNeighborOutlivesTheViewWhileConnected(t *testing.T) {
+	ctx := context.Background()
+	topic := topics.FromString("former neighbours")
+	h0, h1, h2 := newHost(t), newHost(t), newHost(t)
+	d0, d1 := newDriver(t, h0), newDriver(t, h1)
+	defer func() {
+		for _, c := range []io.Closer{d0, d1, h0, h1, h2} {
+			_ = c.Close()
+		}
+	}()
+	o0, err := d0.Join(ctx, topic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o1, err := d1.Join(ctx, topic, []peer.AddrInfo{addrInfo(h0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, o0, EventNeighborUp, h1.ID())
+	if err := h2.Connect(ctx, addrInfo(h0)); err != nil {
+		t.Fatal(err)
+	}
+	if !o0.WasNeighbor(h1.ID()) || o0.WasNeighbor(h2.ID()) {
+		t.Fatal("WasNeighbor disagrees with the active view")
+	}
+	if err := o1.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, o0, EventNeighborDown, h1.ID())
+	if len(h0.Network().ConnsToPeer(h1.ID())) == 0 {
+		t.Fatal("connection gone: the former neighbour cannot be checked")
+	}
+	if !o0.WasNeighbor(h1.ID()) {
+		t.Fatal("a former neighbour that is still connected is not recognised")
+	}
+	if err := h0.Network().ClosePeer(h1.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the disconnected former neighbour to be forgotten", func() error {
+		if o0.WasNeighbor(h1.ID()) {
+			return errors.New("still counted")
+		}
+		return nil
+	})
+	if o0.WasNeighbor(h2.ID()) {
+		t.Fatal("a connected node that was never a neighbour counts as one")
+	}
+}

@@ -64,6 +64,7 @@ const (
 	inSendFailed
 	inSenderIdle
 	inAddContacts
+	inConnected
 	inRejoin
 	inLeave
 )
@@ -119,6 +120,7 @@ type Overlay struct {
 
 	snapMu  sync.RWMutex
 	active  []peer.ID
+	former  map[peer.ID]struct{} // left the active view, still connected (see WasNeighbor)
 	stats   Stats
 	dropped uint64
 
@@ -139,6 +141,7 @@ func newOverlay(d *Driver, topic topics.Topic, id [32]byte, st *State[peer.ID]) 
 		events:  make(chan Event, 16),
 		done:    make(chan struct{}),
 		outgo:   make(map[network.Stream]struct{}),
+		former:  make(map[peer.ID]struct{}),
 		ctx:     ctx,
 		cancel:  cancel,
 	}
@@ -160,6 +163,19 @@ func (o *Overlay) ActiveView() []peer.ID {
 	o.snapMu.RLock()
 	defer o.snapMu.RUnlock()
 	return slices.Clone(o.active)
+}
+
+// WasNeighbor reports whether p is in the active view, or was in it earlier in this
+// membership and has stayed connected to this host since. Layers that keep their own
+// links to neighbours (GossipSub's mesh, say) use it: such a link, made while p was a
+// neighbour, may outlive p's place in the view, and p is still a proven member of the
+// topic (it passed the join proof). The set is bounded by the host's connections: a peer
+// is forgotten when its last connection closes.
+func (o *Overlay) WasNeighbor(p peer.ID) bool {
+	o.snapMu.RLock()
+	defer o.snapMu.RUnlock()
+	_, ok := o.former[p]
+	return ok || slices.Contains(o.active, p)
 }
 
 // Stats returns the overlay's rejection counters (Stats.RejectedAuth counts Join and
@@ -275,6 +291,9 @@ func (o *Overlay) handle(in input) bool {
 	case inMessage:
 		o.step(func(now time.Time) { o.state.HandleMessage(in.peer, in.msg, now) })
 	case inPeerDown:
+		o.snapMu.Lock()
+		delete(o.former, in.peer)
+		o.snapMu.Unlock()
 		// Only a neighbour's connection matters: other connections (a shuffle reply, a
 		// refused request) close routinely and say nothing about the peer's health.
 		if o.state.IsActive(in.peer) {
@@ -293,6 +312,24 @@ func (o *Overlay) handle(in input) bool {
 		fresh := o.addContacts(in.contacts)
 		if o.state.ActiveLen() < o.state.Config().ActiveSize {
 			o.joinThrough(fresh)
+			// Contacts known before are offered too: after a partition heals, the nodes
+			// of the other side are known, but nothing else would link to them again.
+			var known []PeerInfo[peer.ID]
+			for _, c := range in.contacts {
+				if !slices.ContainsFunc(fresh, func(f peer.AddrInfo) bool { return f.ID == c.ID }) {
+					known = append(known, PeerInfo[peer.ID]{ID: c.ID})
+				}
+			}
+			if len(known) > 0 {
+				o.step(func(now time.Time) { o.state.Offer(known, now) })
+			}
+		}
+	case inConnected:
+		// A new connection to a known contact while short of neighbours: most likely
+		// the network healed (or the contact came back), so ask it for a link.
+		if o.state.ActiveLen() < o.state.Config().ActiveSize && !o.state.IsActive(in.peer) &&
+			slices.ContainsFunc(o.contacts, func(c peer.AddrInfo) bool { return c.ID == in.peer }) {
+			o.step(func(now time.Time) { o.state.Offer([]PeerInfo[peer.ID]{{ID: in.peer}}, now) })
 		}
 	case inRejoin:
 		o.rejoin(in.contacts)
@@ -335,6 +372,13 @@ func (o *Overlay) apply() {
 			o.emit(Event{Kind: EventNeighborUp, Topic: o.topic, Peer: a.Peer})
 		case ActionNeighborDown:
 			o.d.h.ConnManager().Unprotect(a.Peer, o.tag)
+			o.snapMu.Lock()
+			// A neighbour lost because its connection closed is not kept: the
+			// connection is what the links that outlive the view ride on.
+			if o.d.h.Network().Connectedness(a.Peer) == network.Connected {
+				o.former[a.Peer] = struct{}{}
+			}
+			o.snapMu.Unlock()
 			o.setActive()
 			o.emit(Event{Kind: EventNeighborDown, Topic: o.topic, Peer: a.Peer})
 		case ActionSetTimer:

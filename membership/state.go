@@ -163,6 +163,32 @@ func (s *State[P]) Join(contact PeerInfo[P], now time.Time) {
 	s.send(contact.ID, Join{Data: s.data, Proof: s.proof(contact.ID)})
 }
 
+// Offer hands the state nodes believed to share the topic that it learned outside the
+// protocol (from the address book, discovery, or a fresh connection). They enter the
+// passive view, and while the active view is not full they are asked for a link like any
+// passive peer (a low-priority Neighbor request, which a full peer refuses without
+// dropping anyone). This is how the halves of an overlay split by a network partition
+// find each other again: each half refills its views from its own side while split, and
+// no protocol message crosses back once the network heals. An offer is news about the
+// peer, so a peer that failed to answer earlier in this shuffle period may be asked again;
+// neighbours, peers with a request in flight and this node itself are skipped.
+func (s *State[P]) Offer(peers []PeerInfo[P], now time.Time) {
+	s.now = now
+	if s.left {
+		return
+	}
+	for _, p := range peers {
+		if p.ID == s.self || s.IsActive(p.ID) {
+			continue
+		}
+		s.addPassive(p, nil)
+		if i := slices.Index(s.tried, p.ID); i >= 0 {
+			s.tried = slices.Delete(s.tried, i, i+1)
+		}
+	}
+	s.refill(false)
+}
+
 // Leave sends Disconnect to every neighbour and stops the state machine.
 func (s *State[P]) Leave(now time.Time) {
 	s.now = now

@@ -800,3 +800,41 @@ func TestDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestOfferAsksKnownNodesWhileNotFull: nodes offered from outside the protocol enter the
+// passive view and, while the active view has room, get a low-priority Neighbor request;
+// neighbours and the node itself are skipped, and a full node only remembers them.
+func TestOfferAsksKnownNodesWhileNotFull(t *testing.T) {
+	cfg := membership.DefaultConfig()
+	a, b := newState(t, 1, testKey, cfg), newState(t, 2, testKey, cfg)
+	link(t, a, b)
+	a.Offer([]membership.PeerInfo[nid]{{ID: 1}, {ID: 2}, {ID: 3}}, epoch)
+	acts := take(a)
+	nb := one(t, acts, membership.KindNeighbor)
+	if nb.Peer != 3 || nb.Msg.(membership.Neighbor).HighPriority {
+		t.Fatalf("Neighbor request %+v, want a low-priority one to 3", nb)
+	}
+	if !slices.Contains(a.PassiveView(), 3) {
+		t.Fatalf("offered node not in the passive view %v", a.PassiveView())
+	}
+	// Not asked twice while a request is in flight.
+	a.Offer([]membership.PeerInfo[nid]{{ID: 3}}, epoch)
+	if s := sends(take(a), membership.KindNeighbor); len(s) != 0 {
+		t.Fatalf("asked again with a request in flight: %v", kinds(acts))
+	}
+	// A peer that failed is asked again when offered again (the offer is news about it).
+	a.PeerDown(3, epoch)
+	take(a)
+	a.Offer([]membership.PeerInfo[nid]{{ID: 3}}, epoch)
+	if nb := one(t, take(a), membership.KindNeighbor); nb.Peer != 3 {
+		t.Fatalf("re-offered peer not asked: %+v", nb)
+	}
+
+	cfg.ActiveSize = 1
+	full := newState(t, 4, testKey, cfg)
+	link(t, full, newState(t, 5, testKey, cfg))
+	full.Offer([]membership.PeerInfo[nid]{{ID: 6}}, epoch)
+	if s := sends(take(full), membership.KindNeighbor); len(s) != 0 || !slices.Contains(full.PassiveView(), 6) {
+		t.Fatalf("full node: Neighbor sends %d, passive %v; want none and 6 remembered", len(s), full.PassiveView())
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/lfnet/lfnet/syncproto/logsync"
 	"github.com/lfnet/lfnet/topics"
 	"github.com/lfnet/lfnet/topics/discovery"
+	"github.com/lfnet/lfnet/topics/gossip"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -60,9 +61,144 @@ func (g *nodeGater) InterceptSecured(_ network.Direction, id peer.ID, _ network.
 func (g *nodeGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
 
 type meshNode struct {
-	n    *lfnet.Node
-	self peer.ID
-	logs map[topics.Topic]*lfnet.LogSync
+	n       *lfnet.Node
+	self    peer.ID
+	logs    map[topics.Topic]*lfnet.LogSync
+	gossips map[topics.Topic]*gossip.Handle
+
+	mu    sync.Mutex
+	heard map[topics.Topic]map[string]int // gossip received: topic -> text -> copies
+}
+
+// listen counts every gossip message n receives on tp until ctx ends.
+func (m *meshNode) listen(ctx context.Context, readers *sync.WaitGroup, tp topics.Topic) {
+	sub := m.gossips[tp].Subscribe()
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		defer sub.Close()
+		for {
+			msg, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			m.mu.Lock()
+			if m.heard[tp] == nil {
+				m.heard[tp] = map[string]int{}
+			}
+			m.heard[tp][string(msg.Data)]++
+			m.mu.Unlock()
+		}
+	}()
+}
+
+// gossipRound waits until, for every topic, the gossip meshes let each node of a group
+// reach every other node of its group holding the topic, then has every node publish one
+// message per topic and checks that each node of the group receives each of the others'
+// exactly once, and never its own. groups partitions the node indices.
+func gossipRound(t *testing.T, nodes []*meshNode, round string, groups [][]int) {
+	t.Helper()
+	holders := func(group []int, tp topics.Topic) []int {
+		var out []int
+		for _, i := range group {
+			if nodes[i].gossips[tp] != nil {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	reachable := func(members []int, tp topics.Topic) bool {
+		index := map[peer.ID]int{}
+		for _, i := range members {
+			index[nodes[i].self] = i
+		}
+		for _, from := range members {
+			seen := map[int]bool{from: true}
+			queue := []int{from}
+			for len(queue) > 0 {
+				i := queue[0]
+				queue = queue[1:]
+				for _, p := range nodes[i].gossips[tp].MeshPeers() {
+					if j, ok := index[p]; ok && !seen[j] {
+						seen[j] = true
+						queue = append(queue, j)
+					}
+				}
+			}
+			if len(seen) != len(members) {
+				return false
+			}
+		}
+		return true
+	}
+	topicsOf := map[topics.Topic]bool{}
+	for _, m := range nodes {
+		for tp := range m.gossips {
+			topicsOf[tp] = true
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ready := true
+		for _, g := range groups {
+			for tp := range topicsOf {
+				if !reachable(holders(g, tp), tp) {
+					ready = false
+				}
+			}
+		}
+		if ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the gossip meshes never connected each group", round)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	text := func(i int) string { return fmt.Sprintf("%s gossip from %d", round, i) }
+	for _, g := range groups {
+		for _, i := range g {
+			for _, h := range nodes[i].gossips {
+				if err := h.Publish(context.Background(), []byte(text(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		missing := ""
+		for _, g := range groups {
+			for tp := range topicsOf {
+				members := holders(g, tp)
+				for _, i := range members {
+					m := nodes[i]
+					m.mu.Lock()
+					for _, j := range members {
+						n := m.heard[tp][text(j)]
+						switch {
+						case j == i && n != 0:
+							m.mu.Unlock()
+							t.Fatalf("%s: node %d received its own gossip", round, i)
+						case j != i && n > 1:
+							m.mu.Unlock()
+							t.Fatalf("%s: node %d received node %d's gossip %d times", round, i, j, n)
+						case j != i && n == 0 && missing == "":
+							missing = fmt.Sprintf("node %d lacks node %d's gossip on %s", i, j, tp.Short())
+						}
+					}
+					m.mu.Unlock()
+				}
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s", round, missing)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // fastOptions shorten every interval so that a 20-node test settles in seconds.
@@ -93,6 +229,10 @@ func opsOf(t *testing.T, m *meshNode) map[topics.Topic]int {
 	return out
 }
 
+// TestPartitionedMeshConvergesAfterHealing is issue 7's scenario: 20 nodes on random
+// subsets of three topics, all syncing logs and gossiping. They converge, are split in two
+// (gossip keeps working within each side, logs diverge), and after healing converge again
+// and gossip reaches every node of its topics.
 func TestPartitionedMeshConvergesAfterHealing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("20 nodes")
@@ -101,8 +241,15 @@ func TestPartitionedMeshConvergesAfterHealing(t *testing.T) {
 	room := []topics.Topic{topics.FromString("mesh a"), topics.FromString("mesh b"), topics.FromString("mesh c")}
 	part := &partition{side: map[peer.ID]int{}}
 	var nodes []*meshNode
+	listenCtx, stopListening := context.WithCancel(context.Background())
+	defer stopListening()
+	var readers sync.WaitGroup
 	for i := range 20 {
-		m := &meshNode{logs: map[topics.Topic]*lfnet.LogSync{}}
+		m := &meshNode{
+			logs:    map[topics.Topic]*lfnet.LogSync{},
+			gossips: map[topics.Topic]*gossip.Handle{},
+			heard:   map[topics.Topic]map[string]int{},
+		}
 		gater := &nodeGater{p: part}
 		opts := append(fastOptions(), lfnet.WithHostOptions(
 			lfhost.WithNATPortMap(false),
@@ -135,15 +282,26 @@ func TestPartitionedMeshConvergesAfterHealing(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.logs[tp] = l
+			g, err := n.Gossip(context.Background(), tp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.gossips[tp] = g
+			m.listen(listenCtx, &readers, tp)
 		}
 		nodes = append(nodes, m)
 	}
 	defer func() {
+		stopListening()
+		readers.Wait()
 		var wg sync.WaitGroup
 		for _, m := range nodes {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				for _, g := range m.gossips {
+					_ = g.Close()
+				}
 				for _, l := range m.logs {
 					l.Close()
 				}
@@ -191,8 +349,13 @@ func TestPartitionedMeshConvergesAfterHealing(t *testing.T) {
 		}
 	}
 
+	start := time.Now()
+	phase := func(what string) {
+		t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
+	}
 	publish("before", want)
 	converged("before the partition", func(_ int, tp topics.Topic) int { return want[tp] })
+	phase("converged before the partition")
 
 	part.mu.Lock()
 	part.split = true
@@ -220,6 +383,13 @@ func TestPartitionedMeshConvergesAfterHealing(t *testing.T) {
 			}
 		}
 	}
+	// Gossip keeps working within each side while split.
+	var sides [2][]int
+	for i := range nodes {
+		sides[i%2] = append(sides[i%2], i)
+	}
+	gossipRound(t, nodes, "split", sides[:])
+	phase("gossip delivered within each side")
 
 	part.mu.Lock()
 	part.split = false
@@ -227,4 +397,8 @@ func TestPartitionedMeshConvergesAfterHealing(t *testing.T) {
 	converged("after healing", func(_ int, tp topics.Topic) int {
 		return want[tp] + sideOps[0][tp] + sideOps[1][tp]
 	})
+	phase("converged after healing")
+	// And gossip from any node reaches every node of its topics again.
+	gossipRound(t, nodes, "healed", [][]int{append(sides[0], sides[1]...)})
+	phase("gossip delivered to every node")
 }

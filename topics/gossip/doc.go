@@ -17,12 +17,13 @@
 //
 // Each topic's Overlay (its membership active view, see Membership) decides which peers the
 // topic's traffic is exchanged with: GossipSub only grafts, gossips to and answers peers in
-// the view, messages published here go only to the mesh (flood publishing is off, because it
-// would bypass the view), and messages that arrive from a peer outside the view are dropped
-// before GossipSub looks at them. A mesh link made while a peer was in the view lasts until
-// GossipSub prunes it or the peer disconnects; GossipSub has no call to drop one on demand,
-// so after a view change a former neighbour may still be sent messages for a while (it
-// holds the topic key anyway — it was a member), while anything it sends is ignored.
+// the view, and messages published here go only to the mesh (flood publishing is off,
+// because it would bypass the view). A mesh link made while a peer was in the view lasts
+// until GossipSub prunes it or the peer disconnects: GossipSub has no call to drop one on
+// demand, so after a view change both ends keep forwarding over it. Messages are therefore
+// accepted from any peer that is, or has been, a neighbour and has stayed connected since
+// (Overlay.WasNeighbor); such a peer holds the topic key anyway. Messages from a peer that
+// was never a neighbour are dropped before GossipSub looks at them.
 //
 // # Known limit
 //
@@ -36,10 +37,11 @@
 // the mesh, at most once each, in no guaranteed order, and never its own messages. Every
 // Subscription buffers a bounded number of unread messages; one that falls behind loses the
 // oldest and is told how many (Subscription.Dropped), so a slow reader never holds up the
-// router. GossipSub remembers message ids for two minutes; a peer that replays a recorded
-// message later gets it delivered again (still sealed and signed by its author, so it can
-// only repeat, not alter, and never makes a node receive its own message), so applications
-// that must not act twice should carry their own ids.
+// router. GossipSub remembers a message id until two minutes after its last copy arrived; a
+// peer that replays a recorded message later than that gets it delivered again (still
+// sealed and signed by its author, so it can only repeat, not alter, and never makes a node
+// receive its own message), so applications that must not act twice should carry their own
+// ids.
 //
 // Reference counting: Router.Stream joins the topic's overlay and pubsub topic on the first
 // handle, and the last Handle.Close leaves both. Re-opening a topic soon after meshes with

@@ -206,6 +206,39 @@ func TestExcludedPeerGetsNothing(t *testing.T) {
 	}
 }
 
+// TestFormerNeighbourStillDelivers: GossipSub keeps the mesh link between A and B after B
+// leaves A's active view, so both keep forwarding over it; A must take B's messages (B is a
+// former neighbour) rather than lose every message for which the link is the only path.
+func TestFormerNeighbourStillDelivers(t *testing.T) {
+	room := topics.FromString("former")
+	hs := newHosts(t, 2)
+	a, b := hs[0], hs[1]
+	memA := &staticMembership{view: peerSet(hs, []int{1})}
+	ra := newRouter(t, a, memA)
+	rb := newRouter(t, b, &staticMembership{view: peerSet(hs, []int{0})})
+	connect(t, a, b)
+	ha, hb := stream(t, ra, room), stream(t, rb, room)
+	gotA, gotB := collect(ha.Subscribe()), collect(hb.Subscribe())
+	eventually(t, "A and B to mesh", func() bool {
+		return len(ha.MeshPeers()) == 1 && len(hb.MeshPeers()) == 1
+	})
+	memA.drop(b.ID())
+	const n = 5
+	for i := range n {
+		if err := hb.Publish(context.Background(), []byte(payloadOf(1, i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := ha.Publish(context.Background(), []byte(payloadOf(0, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "A to receive the former neighbour's messages", func() bool { return gotA.distinct() == n })
+	eventually(t, "B to receive A's messages", func() bool { return gotB.distinct() == n })
+	if s := ra.Stats(); s.NotNeighbour != 0 {
+		t.Errorf("A dropped %d messages of a former neighbour", s.NotNeighbour)
+	}
+}
+
 // TestNodeWithoutKeyReadsNothing: with no view limits at all, a node that knows the derived
 // name but not the topic receives the ciphertexts but can read none of them, and what it
 // publishes is rejected rather than delivered or forwarded.

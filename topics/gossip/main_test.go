@@ -113,13 +113,23 @@ func eventually(tb testing.TB, what string, cond func() bool) {
 }
 
 // staticMembership is a stand-in for the membership layer: each topic's active view is a
-// fixed set of peers. It records joins and leaves.
+// set of peers the test sets, and former holds peers that left it but count as former
+// neighbours. It records joins and leaves.
 type staticMembership struct {
-	view []peer.ID
+	view   []peer.ID
+	former []peer.ID
 
 	mu     sync.Mutex
 	joins  int
 	leaves int
+}
+
+// drop moves p from the active view to the former neighbours.
+func (m *staticMembership) drop(p peer.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.view = slices.DeleteFunc(slices.Clone(m.view), func(q peer.ID) bool { return q == p })
+	m.former = append(m.former, p)
 }
 
 func (m *staticMembership) Join(context.Context, topics.Topic) (Overlay, error) {
@@ -137,7 +147,17 @@ func (m *staticMembership) counts() (joins, leaves int) {
 
 type staticOverlay struct{ m *staticMembership }
 
-func (o staticOverlay) ActiveView() []peer.ID { return o.m.view }
+func (o staticOverlay) ActiveView() []peer.ID {
+	o.m.mu.Lock()
+	defer o.m.mu.Unlock()
+	return o.m.view
+}
+
+func (o staticOverlay) WasNeighbor(p peer.ID) bool {
+	o.m.mu.Lock()
+	defer o.m.mu.Unlock()
+	return slices.Contains(o.m.view, p) || slices.Contains(o.m.former, p)
+}
 
 func (o staticOverlay) Leave(context.Context) error {
 	o.m.mu.Lock()

@@ -12,6 +12,7 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p-pubsub/timecache"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -46,6 +47,9 @@ const (
 	pubsubBuffer = 256
 	// maxTopicsPerPeer caps the subscriptions the router tracks for one peer.
 	maxTopicsPerPeer = 1024
+	// meshDegree is GossipSub's target and low-water mark for a topic's mesh; it only needs
+	// to exceed any active view size (membership's default is 5), see New.
+	meshDegree = 16
 	// minRPCSize is the smallest limit on one pubsub RPC; it leaves room for control
 	// traffic (IHAVE lists) next to a few sealed messages.
 	minRPCSize = 256 << 10
@@ -74,6 +78,12 @@ type Overlay interface {
 	// on every mesh, gossip and graft decision and for every received message, so it must
 	// be quick and must not block.
 	ActiveView() []peer.ID
+	// WasNeighbor reports whether p is in the active view or was earlier and has stayed
+	// connected since. GossipSub keeps a mesh link made with a neighbour until it prunes
+	// the link or the peer disconnects, so such a peer may still send the topic's
+	// messages; the router accepts them. Called for every received message: it must be
+	// quick and must not block.
+	WasNeighbor(p peer.ID) bool
 	// Leave leaves the overlay; neighbours see the node go.
 	Leave(ctx context.Context) error
 }
@@ -105,14 +115,17 @@ type Stats struct {
 	// key, corrupted, replayed into another topic, too large): junk from nodes that know a
 	// topic's derived name but not the topic.
 	Unopenable uint64
-	// NotNeighbour counts received messages dropped because the peer that sent them is
-	// not in the topic's active view.
+	// NotNeighbour counts received messages dropped because the peer that sent them has
+	// never been in the topic's active view (see Overlay.WasNeighbor).
 	NotNeighbour uint64
 	// Undeliverable counts messages pubsub could not queue for our read loop.
 	Undeliverable uint64
 	// DroppedSends counts messages pubsub dropped on the way to a peer because the
 	// peer's send queue was full or gone.
 	DroppedSends uint64
+	// Unvalidated counts received messages pubsub dropped unchecked because its
+	// validation queue was full.
+	Unvalidated uint64
 }
 
 // Router is a node's GossipSub router and the set of topics it carries. It is safe for
@@ -191,6 +204,16 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 	// back off from us (default 10 s); GossipSub forgets expired backoffs only every 15
 	// heartbeats, so re-meshing with the same peers still takes up to about 15 s.
 	params.UnsubscribeBackoff = time.Second
+	// The peer filter limits the mesh to the active view (a handful of peers), so the
+	// degree targets only decide whether GossipSub grafts every neighbour not yet in the
+	// mesh, which it must: a GRAFT that reaches a peer before that peer has us in its view
+	// is ignored without a PRUNE, and the sender keeps the peer in its mesh while the peer
+	// never adds the sender. With the default low-water mark (5), mesh links that outlived
+	// the view kept meshes from ever reaching for such a node, and in a 30-node run one
+	// node stayed out of every other node's mesh (it would receive nothing) for minutes.
+	// With the mark above any active view, each heartbeat grafts every neighbour that is
+	// missing, and the link becomes mutual as soon as the views agree.
+	params.D, params.Dlo, params.Dhi = meshDegree, meshDegree, 2*meshDegree
 	ps, err := pubsub.NewGossipSub(runCtx, h,
 		pubsub.WithGossipSubProtocols(r.protos, supportsFeature),
 		pubsub.WithGossipSubParams(params),
@@ -204,6 +227,10 @@ func New(ctx context.Context, h host.Host, cfg Config) (*Router, error) {
 		pubsub.WithMaxMessageSize(rpcSize),
 		pubsub.WithMaxControlMessageSize(rpcSize),
 		pubsub.WithPeerOutboundQueueSize(outboundQueue),
+		// A message id is remembered until two minutes after its last copy arrived, not
+		// after its first: on a slow or overloaded node copies can trickle in for longer
+		// than two minutes, and each late one would be delivered again.
+		pubsub.WithSeenMessagesStrategy(timecache.Strategy_LastSeen),
 		pubsub.WithValidateQueueSize(validateQueue),
 		pubsub.WithLogger(slog.New(demoted{r.log.Handler()})),
 	)
@@ -255,6 +282,7 @@ func (r *Router) Stats() Stats {
 		NotNeighbour:  r.notNeighbour.Load(),
 		Undeliverable: r.tracker.undeliverable.Load(),
 		DroppedSends:  r.tracker.droppedSends.Load(),
+		Unvalidated:   r.tracker.unvalidated.Load(),
 	}
 }
 
@@ -305,11 +333,12 @@ func (r *Router) inView(p peer.ID, name string) bool {
 	return st != nil && st.inView(p)
 }
 
-// inspectRPC removes messages that come from a peer outside their topic's active view
-// before pubsub sees them. Doing it here rather than in a validator matters: pubsub marks
-// a message seen before validators run, so ignoring a copy there would also discard the
-// copy a real neighbour delivers a moment later. It never rejects the whole RPC, whose
-// control part GossipSub still needs (for instance a PRUNE from a former neighbour).
+// inspectRPC removes messages that come from a peer that has never been a neighbour in
+// the topic's overlay (see topicState.admits) before pubsub sees them. Doing it here
+// rather than in a validator matters: pubsub marks a message seen before validators run,
+// so ignoring a copy there would also discard the copy a real neighbour delivers a moment
+// later. It never rejects the whole RPC, whose control part GossipSub still needs (for
+// instance a PRUNE from a former neighbour).
 func (r *Router) inspectRPC(from peer.ID, rpc *pubsub.RPC) error {
 	msgs := rpc.GetPublish()
 	var keep []*pb.Message // nil until the first drop, so the common case copies nothing
@@ -318,7 +347,7 @@ func (r *Router) inspectRPC(from peer.ID, rpc *pubsub.RPC) error {
 		st := r.views[m.GetTopic()]
 		r.viewsMu.RUnlock()
 		// Topics we do not hold are left to pubsub, which ignores them.
-		if st == nil || st.inView(from) {
+		if st == nil || st.admits(from) {
 			if keep != nil {
 				keep = append(keep, m)
 			}
@@ -332,7 +361,7 @@ func (r *Router) inspectRPC(from peer.ID, rpc *pubsub.RPC) error {
 		dropped := len(msgs) - len(keep)
 		rpc.Publish = keep
 		r.notNeighbour.Add(uint64(dropped))
-		r.log.Debug("dropped messages from a peer outside the active view", "peer", from, "count", dropped)
+		r.log.Debug("dropped messages from a peer that was never a neighbour", "peer", from, "count", dropped)
 	}
 	return nil
 }
@@ -371,6 +400,22 @@ func (st *topicState) inView(p peer.ID) bool {
 		return true
 	}
 	return slices.Contains(st.overlay.ActiveView(), p)
+}
+
+// admits reports whether messages from p are accepted: p is in the topic's active view,
+// or was and has stayed connected since. The peer filter lets GossipSub graft only peers
+// of the active view, but GossipSub has no call to drop a mesh link when its peer leaves
+// the view: both ends keep forwarding over the link until GossipSub prunes it or the peer
+// disconnects, and the peer never learns that its copies are unwanted. Refusing what
+// arrives over such a link therefore loses every message for which it was the only path;
+// in a 30-node overlay settling through discovery most mesh links were of this kind, and
+// nodes missed up to a third of the messages. A former neighbour holds the topic (it
+// passed the overlay's join proof), so accepting from it reveals nothing new.
+func (st *topicState) admits(p peer.ID) bool {
+	if st.overlay == nil {
+		return true
+	}
+	return st.overlay.WasNeighbor(p)
 }
 
 // demoted hands pubsub's logs on with everything below Warn turned into Debug: pubsub

@@ -18,6 +18,7 @@ import (
 const (
 	alice = peer.ID("alice")
 	bob   = peer.ID("bob")
+	carol = peer.ID("carol")
 )
 
 func mustSealer(tb testing.TB, t topics.Topic) *sealer {
@@ -177,12 +178,13 @@ func FuzzAdmit(f *testing.F) {
 	})
 }
 
-// TestInspectDropsOutsiders: messages from a peer outside a topic's view are removed from
-// the RPC before pubsub sees them; others, and topics we do not hold, pass untouched.
+// TestInspectDropsOutsiders: messages from a peer that was never a neighbour in a topic's
+// overlay are removed from the RPC before pubsub sees them; a neighbour's and a former
+// neighbour's, and topics we do not hold, pass untouched.
 func TestInspectDropsOutsiders(t *testing.T) {
 	held, unheld := topics.FromString("held"), topics.FromString("unheld")
 	r := &Router{log: quietLogger(), views: map[string]*topicState{
-		pubsubTopicName(held): {overlay: staticOverlay{&staticMembership{view: []peer.ID{alice}}}},
+		pubsubTopicName(held): {overlay: staticOverlay{&staticMembership{view: []peer.ID{alice}, former: []peer.ID{carol}}}},
 	}}
 	msg := func(t topics.Topic, data string) *pb.Message {
 		name := pubsubTopicName(t)
@@ -193,9 +195,11 @@ func TestInspectDropsOutsiders(t *testing.T) {
 		out.Publish = []*pb.Message{msg(unheld, "1"), msg(held, "2"), msg(unheld, "3"), msg(held, "4")}
 		return &out
 	}
-	fromAlice := rpc()
-	if err := r.inspectRPC(alice, fromAlice); err != nil || len(fromAlice.Publish) != 4 {
-		t.Fatalf("neighbour's RPC changed: %d messages, %v", len(fromAlice.Publish), err)
+	for _, p := range []peer.ID{alice, carol} {
+		from := rpc()
+		if err := r.inspectRPC(p, from); err != nil || len(from.Publish) != 4 {
+			t.Fatalf("%s's RPC changed: %d messages, %v", p, len(from.Publish), err)
+		}
 	}
 	fromBob := rpc()
 	if err := r.inspectRPC(bob, fromBob); err != nil {

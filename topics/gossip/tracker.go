@@ -16,7 +16,7 @@ import (
 // each peer announced, so the subscriptions a peer can make us track stay bounded. pubsub
 // calls it from its event loop; the mutex is for readers outside it.
 type tracker struct {
-	undeliverable, droppedSends atomic.Uint64
+	undeliverable, droppedSends, unvalidated atomic.Uint64
 
 	mu        sync.Mutex
 	mesh      map[string]map[peer.ID]struct{} // pubsub topic name -> mesh peers
@@ -128,12 +128,18 @@ func (t *tracker) DropRPC(rpc *pubsub.RPC, _ peer.ID) {
 	t.droppedSends.Add(uint64(len(rpc.GetPublish())))
 }
 
+func (t *tracker) RejectMessage(_ *pubsub.Message, reason string) {
+	// Messages that fail to open are counted by the validator itself.
+	if reason == pubsub.RejectValidationQueueFull || reason == pubsub.RejectValidationThrottled {
+		t.unvalidated.Add(1)
+	}
+}
+
 // The remaining events are of no use to the router.
 
 func (t *tracker) OnNewOutboundStream(peer.ID, protocol.ID)             {}
 func (t *tracker) ValidateMessage(*pubsub.Message)                      {}
 func (t *tracker) DeliverMessage(*pubsub.Message)                       {}
-func (t *tracker) RejectMessage(*pubsub.Message, string)                {}
 func (t *tracker) DuplicateMessage(*pubsub.Message)                     {}
 func (t *tracker) ThrottlePeer(peer.ID)                                 {}
 func (t *tracker) RecvRPC(*pubsub.RPC)                                  {}
