@@ -90,8 +90,13 @@ type Service struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
 	kick   chan struct{}
+
+	// wgMu orders inbound handlers' wg.Add against Close's wg.Wait: a stream can arrive
+	// while Close runs, and an Add racing a Wait on a zero counter is a data race.
+	wgMu    sync.Mutex
+	closing bool
+	wg      sync.WaitGroup
 }
 
 // New registers the discovery protocol proto (normally host.ProtocolID("discovery", "1"))
@@ -129,6 +134,9 @@ func New(h host.Host, proto protocol.ID, book *lfhost.AddressBook, reg *topics.R
 // Close stops the walks and inbound sessions; it does not close the host.
 func (s *Service) Close() error {
 	s.h.RemoveStreamHandler(s.proto)
+	s.wgMu.Lock()
+	s.closing = true
+	s.wgMu.Unlock()
 	s.cancel()
 	s.wg.Wait()
 	s.events.Close()
@@ -300,14 +308,24 @@ func (s *Service) initiate(ctx context.Context, p peer.ID) (Result, error) {
 	return res, nil
 }
 
-func (s *Service) handle(st network.Stream) {
+// track registers an inbound session's goroutine unless the service is closing.
+func (s *Service) track() bool {
+	s.wgMu.Lock()
+	defer s.wgMu.Unlock()
+	if s.closing {
+		return false
+	}
 	s.wg.Add(1)
-	defer s.wg.Done()
-	p := st.Conn().RemotePeer()
-	if s.ctx.Err() != nil {
+	return true
+}
+
+func (s *Service) handle(st network.Stream) {
+	if !s.track() {
 		_ = st.Reset()
 		return
 	}
+	defer s.wg.Done()
+	p := st.Conn().RemotePeer()
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.SessionTimeout)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
