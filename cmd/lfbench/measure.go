@@ -31,21 +31,7 @@ func (p *profiler) startCPU(name string) (stop func() error, err error) {
 	if p == nil {
 		return func() error { return nil }, nil
 	}
-	f, err := os.Create(p.path(name, "cpu"))
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() error {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("cpu profile: %w", err)
-		}
-		return nil
-	}, nil
+	return cpuProfileTo(p.path(name, "cpu"))
 }
 
 // writeHeap writes the current heap profile (as of the last GC) named name.
@@ -53,11 +39,7 @@ func (p *profiler) writeHeap(name string) error {
 	if p == nil {
 		return nil
 	}
-	var buf bytes.Buffer
-	if err := pprof.Lookup("heap").WriteTo(&buf, 0); err != nil {
-		return fmt.Errorf("heap profile: %w", err)
-	}
-	return p.writeRaw(name, "heap", buf.Bytes())
+	return heapProfileTo(p.path(name, "heap"))
 }
 
 func (p *profiler) writeRaw(name, kind string, b []byte) error {
@@ -229,4 +211,39 @@ func human(n int64) string {
 		}
 	}
 	return s + " B"
+}
+
+// cpuProfileTo starts a CPU profile written to path; stop ends it.
+func cpuProfileTo(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// heapProfileTo writes the current heap profile to path.
+func heapProfileTo(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return nil
 }
