@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -10,7 +11,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/lfnet/lfnet"
-	lfhost "github.com/lfnet/lfnet/host"
 	"github.com/lfnet/lfnet/topics"
 	"github.com/lfnet/lfnet/topics/gossip"
 )
@@ -29,41 +29,16 @@ func TestGossip30NodesThroughDiscovery(t *testing.T) {
 	const nodes, perNode = 30, 10
 	start := time.Now()
 	room := topics.FromString("gossip thirty")
-	var all []*lfnet.Node
 	var handles []*gossip.Handle
-	defer func() {
-		var wg sync.WaitGroup
-		for i, n := range all {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if i < len(handles) {
-					_ = handles[i].Close()
-				}
-				if err := n.Close(); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-		wg.Wait()
-	}()
-	for i := range nodes {
-		opts := append(fastOptions(), lfnet.WithHostOptions(lfhost.WithNATPortMap(false)))
-		if i > 0 {
-			// Each node knows one earlier node; discovery and membership do the rest.
-			opts = append(opts, lfnet.WithBootstrap(all[(i-1)/2].Addrs()[0].String()))
-		}
-		n, err := lfnet.New(context.Background(), opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, n)
+	// Each node knows one earlier node; discovery and membership do the rest.
+	all := startNodes(t, nodes, func(i int) int { return (i - 1) / 2 }, func(n *lfnet.Node) []io.Closer {
 		g, err := n.Gossip(context.Background(), room)
 		if err != nil {
 			t.Fatal(err)
 		}
 		handles = append(handles, g)
-	}
+		return []io.Closer{g}
+	})
 	// Count what each node receives, by author and text, checking as messages arrive so
 	// that polling for completion stays cheap.
 	type key struct {

@@ -2,15 +2,14 @@ package test
 
 import (
 	"context"
+	"io"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/lfnet/lfnet"
-	lfhost "github.com/lfnet/lfnet/host"
 	"github.com/lfnet/lfnet/membership"
 	"github.com/lfnet/lfnet/topics"
 	"github.com/lfnet/lfnet/topics/gossip"
@@ -25,38 +24,9 @@ import (
 func TestClosingAllHandlesLeavesTheOverlay(t *testing.T) {
 	const nodes = 5
 	room := topics.FromString("leaving")
-	var all []*lfnet.Node
 	var gossips []*gossip.Handle
 	var logs []*lfnet.LogSync
-	defer func() {
-		var wg sync.WaitGroup
-		for i, n := range all {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if i < len(gossips) {
-					_ = gossips[i].Close()
-				}
-				if i < len(logs) {
-					_ = logs[i].Close()
-				}
-				if err := n.Close(); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-		wg.Wait()
-	}()
-	for i := range nodes {
-		opts := append(fastOptions(), lfnet.WithHostOptions(lfhost.WithNATPortMap(false)))
-		if i > 0 {
-			opts = append(opts, lfnet.WithBootstrap(all[0].Addrs()[0].String()))
-		}
-		n, err := lfnet.New(context.Background(), opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, n)
+	all := startNodes(t, nodes, func(int) int { return 0 }, func(n *lfnet.Node) []io.Closer {
 		g, err := n.Gossip(context.Background(), room)
 		if err != nil {
 			t.Fatal(err)
@@ -67,7 +37,8 @@ func TestClosingAllHandlesLeavesTheOverlay(t *testing.T) {
 			t.Fatal(err)
 		}
 		logs = append(logs, l)
-	}
+		return []io.Closer{g, l}
+	})
 
 	// The leaver is the node with the most neighbours once every node has one.
 	leaver := 0
