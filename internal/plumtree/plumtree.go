@@ -1,0 +1,336 @@
+// Package plumtree is the core of a Plumtree broadcast ("Epidemic Broadcast Trees", Leitão,
+// Pereira and Rodrigues, SRDS 2007) over a set of neighbours that some membership protocol
+// maintains: new messages travel in full ("push") along a spanning tree of eager links, and
+// only their ids ("announce") along the remaining, lazy links. A node that receives a
+// message twice prunes the link it came over from the tree; a node that hears of a message
+// only by announcement grafts the announcer's link back into the tree and asks it for the
+// message. So in steady state each node receives each message about once, and the tree
+// repairs itself when links fail.
+//
+// Tree is a pure state machine: no goroutines, no I/O, no clock of its own. Every input that
+// needs the time takes it as an argument, and the embedder calls Tick at NextDeadline. It
+// neither stores messages nor knows which ones the node holds: the embedder asks its store
+// before reporting an announcement, and reports every message that arrives by any path.
+package plumtree
+
+import (
+	"container/heap"
+	"math/rand/v2"
+	"time"
+)
+
+// Config tunes a Tree. The zero value of a field means its default.
+type Config struct {
+	// GraftTimeout is how long a node waits, after the first announcement of a message it
+	// lacks, for the message to arrive along the tree before it grafts the announcer.
+	// Default 100 ms: well above a loaded loopback hop, below a human's notice.
+	GraftTimeout time.Duration
+	// RetryTimeout is how long after a graft the node grafts the next announcer if the
+	// message still has not arrived. Default 50 ms.
+	RetryTimeout time.Duration
+	// MaxMissing bounds the announced-but-missing messages tracked at once; announcements
+	// of further messages are ignored (the message still arrives along the tree, or at the
+	// next catch-up). Default 4096.
+	MaxMissing int
+	// MaxAnnouncers bounds the announcers remembered per missing message. Default 8.
+	MaxAnnouncers int
+}
+
+func (c Config) withDefaults() Config {
+	if c.GraftTimeout <= 0 {
+		c.GraftTimeout = 100 * time.Millisecond
+	}
+	if c.RetryTimeout <= 0 {
+		c.RetryTimeout = 50 * time.Millisecond
+	}
+	if c.MaxMissing <= 0 {
+		c.MaxMissing = 4096
+	}
+	if c.MaxAnnouncers <= 0 {
+		c.MaxAnnouncers = 8
+	}
+	return c
+}
+
+// ActionKind says what an Action asks the embedder to send.
+type ActionKind uint8
+
+const (
+	// Push: send message ID in full to Peer.
+	Push ActionKind = iota + 1
+	// Announce: send message ID's id (only) to Peer.
+	Announce
+	// Graft: ask Peer for message ID and to push to this node from now on.
+	Graft
+	// Prune: tell Peer to stop pushing to this node (ID is unused).
+	Prune
+)
+
+func (k ActionKind) String() string {
+	switch k {
+	case Push:
+		return "push"
+	case Announce:
+		return "announce"
+	case Graft:
+		return "graft"
+	case Prune:
+		return "prune"
+	}
+	return "unknown"
+}
+
+// Action is one message for the embedder to send, in order.
+type Action[P, M comparable] struct {
+	Kind ActionKind
+	Peer P
+	ID   M
+}
+
+// Stats counts what a Tree did, for metrics and tests.
+type Stats struct {
+	Pruned      uint64 // duplicates received (each answered with a Prune)
+	Grafted     uint64 // grafts sent for messages that were announced but did not arrive
+	Unannounced uint64 // announcements ignored because MaxMissing was reached
+}
+
+// Tree is one node's Plumtree state for one broadcast group. Inputs are AddPeer,
+// RemovePeer, Originate, Receive, Announced, Pruned, Grafted and Tick; each returns the
+// actions to carry out, valid until the next input. A Tree is not safe for concurrent use.
+type Tree[P, M comparable] struct {
+	cfg     Config
+	rng     *rand.Rand
+	peers   []peer[P] // in order of addition, so that actions come out deterministically
+	missing map[M]*missing[P]
+	byTime  missingHeap[P, M]
+	out     []Action[P, M]
+	stats   Stats
+}
+
+type peer[P comparable] struct {
+	id    P
+	eager bool // the link is in the tree
+}
+
+// missing is a message this node heard of but does not hold.
+type missing[P comparable] struct {
+	announcers []P // in order of announcement; the next graft asks the first
+	deadline   time.Time
+	index      int // position in the heap
+}
+
+// New returns a Tree without neighbours.
+func New[P, M comparable](cfg Config, rng *rand.Rand) *Tree[P, M] {
+	return &Tree[P, M]{
+		cfg:     cfg.withDefaults(),
+		rng:     rng,
+		missing: make(map[M]*missing[P]),
+	}
+}
+
+// AddPeer adds a neighbour; its link starts in the tree, as in the paper: the first
+// duplicates prune the surplus.
+func (t *Tree[P, M]) AddPeer(p P) {
+	if t.find(p) < 0 {
+		t.peers = append(t.peers, peer[P]{id: p, eager: true})
+	}
+}
+
+// RemovePeer forgets a neighbour. Missing messages it announced are asked of other
+// announcers.
+func (t *Tree[P, M]) RemovePeer(p P) {
+	if i := t.find(p); i >= 0 {
+		t.peers = append(t.peers[:i], t.peers[i+1:]...)
+	}
+}
+
+// find returns p's index in peers, or -1. Neighbour sets are small (HyParView's active
+// view), so a scan beats a map.
+func (t *Tree[P, M]) find(p P) int {
+	for i := range t.peers {
+		if t.peers[i].id == p {
+			return i
+		}
+	}
+	return -1
+}
+
+// setEager puts p's link in or out of the tree, if p is a neighbour.
+func (t *Tree[P, M]) setEager(p P, eager bool) {
+	if i := t.find(p); i >= 0 {
+		t.peers[i].eager = eager
+	}
+}
+
+// Originate spreads a message this node has now but did not receive over a live link: it
+// was published here, or learnt from peer except (the zero P for none) outside the tree,
+// for example while catching up. It goes to every eager neighbour but except, and is
+// announced to every lazy one.
+func (t *Tree[P, M]) Originate(id M, except P) []Action[P, M] {
+	t.out = t.out[:0]
+	t.forget(id)
+	t.spread(id, except)
+	return t.out
+}
+
+// Receive reports that message id arrived in full from neighbour from; fresh reports
+// whether it was new to this node. A new message puts from's link in the tree and is
+// spread further; a duplicate takes from's link out of the tree and answers with a Prune.
+func (t *Tree[P, M]) Receive(from P, id M, fresh bool) []Action[P, M] {
+	t.out = t.out[:0]
+	if !fresh {
+		t.setEager(from, false)
+		t.stats.Pruned++
+		t.out = append(t.out, Action[P, M]{Kind: Prune, Peer: from})
+		return t.out
+	}
+	t.setEager(from, true)
+	t.forget(id)
+	t.spread(id, from)
+	return t.out
+}
+
+// Announced reports that neighbour from holds message id, which this node lacks (the
+// embedder checked). If the message does not arrive within GraftTimeout, Tick grafts an
+// announcer.
+func (t *Tree[P, M]) Announced(from P, id M, now time.Time) {
+	if t.find(from) < 0 {
+		return
+	}
+	if m, ok := t.missing[id]; ok {
+		if len(m.announcers) < t.cfg.MaxAnnouncers {
+			m.announcers = append(m.announcers, from)
+		}
+		return
+	}
+	if len(t.missing) >= t.cfg.MaxMissing {
+		t.stats.Unannounced++
+		return
+	}
+	m := &missing[P]{announcers: []P{from}, deadline: now.Add(t.graftDelay())}
+	t.missing[id] = m
+	heap.Push(&t.byTime, missingItem[P, M]{id: id, m: m})
+}
+
+// Pruned reports a Prune from neighbour from: it takes their link out of the tree.
+func (t *Tree[P, M]) Pruned(from P) { t.setEager(from, false) }
+
+// Grafted reports a Graft from neighbour from: it puts their link in the tree. The
+// embedder sends the messages the Graft asked for itself.
+func (t *Tree[P, M]) Grafted(from P) { t.setEager(from, true) }
+
+// Tick grafts, for every missing message whose deadline passed, its next announcer still
+// a neighbour, and gives up on messages whose announcers are all gone.
+func (t *Tree[P, M]) Tick(now time.Time) []Action[P, M] {
+	t.out = t.out[:0]
+	for len(t.byTime) > 0 && !t.byTime[0].m.deadline.After(now) {
+		item := t.byTime[0]
+		m := item.m
+		var next P
+		found := false
+		for len(m.announcers) > 0 && !found {
+			next, m.announcers = m.announcers[0], m.announcers[1:]
+			found = t.find(next) >= 0
+		}
+		if !found {
+			heap.Pop(&t.byTime)
+			delete(t.missing, item.id)
+			continue
+		}
+		t.setEager(next, true)
+		t.stats.Grafted++
+		t.out = append(t.out, Action[P, M]{Kind: Graft, Peer: next, ID: item.id})
+		m.deadline = now.Add(t.cfg.RetryTimeout)
+		heap.Fix(&t.byTime, 0)
+	}
+	return t.out
+}
+
+// graftDelay is GraftTimeout stretched by a random factor in [1, 2). When a whole
+// subtree misses a message, each of its nodes hears announcements at about the same
+// time; without jitter they would all graft at once, and the extra links would bring
+// duplicates (and prunes) to every later message.
+func (t *Tree[P, M]) graftDelay() time.Duration {
+	return t.cfg.GraftTimeout + time.Duration(t.rng.Int64N(int64(t.cfg.GraftTimeout)))
+}
+
+// NextDeadline returns when Tick has work next; ok is false when nothing is missing.
+func (t *Tree[P, M]) NextDeadline() (deadline time.Time, ok bool) {
+	if len(t.byTime) == 0 {
+		return time.Time{}, false
+	}
+	return t.byTime[0].m.deadline, true
+}
+
+// IsEager reports whether p is a neighbour whose link is in the tree.
+func (t *Tree[P, M]) IsEager(p P) bool {
+	i := t.find(p)
+	return i >= 0 && t.peers[i].eager
+}
+
+// Peers returns how many neighbours there are, and how many of their links are eager.
+func (t *Tree[P, M]) Peers() (all, eager int) {
+	for _, p := range t.peers {
+		if p.eager {
+			eager++
+		}
+	}
+	return len(t.peers), eager
+}
+
+// Missing returns how many announced messages are awaited.
+func (t *Tree[P, M]) Missing() int { return len(t.missing) }
+
+// Stats returns the counters.
+func (t *Tree[P, M]) Stats() Stats { return t.stats }
+
+func (t *Tree[P, M]) spread(id M, except P) {
+	for _, p := range t.peers {
+		if p.id == except {
+			continue
+		}
+		kind := Announce
+		if p.eager {
+			kind = Push
+		}
+		t.out = append(t.out, Action[P, M]{Kind: kind, Peer: p.id, ID: id})
+	}
+}
+
+// forget stops waiting for a message that has arrived.
+func (t *Tree[P, M]) forget(id M) {
+	m, ok := t.missing[id]
+	if !ok {
+		return
+	}
+	heap.Remove(&t.byTime, m.index)
+	delete(t.missing, id)
+}
+
+// missingHeap orders missing messages by deadline.
+type missingItem[P, M comparable] struct {
+	id M
+	m  *missing[P]
+}
+
+type missingHeap[P, M comparable] []missingItem[P, M]
+
+func (h missingHeap[P, M]) Len() int           { return len(h) }
+func (h missingHeap[P, M]) Less(i, j int) bool { return h[i].m.deadline.Before(h[j].m.deadline) }
+func (h missingHeap[P, M]) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].m.index = i
+	h[j].m.index = j
+}
+func (h *missingHeap[P, M]) Push(x any) {
+	item := x.(missingItem[P, M])
+	item.m.index = len(*h)
+	*h = append(*h, item)
+}
+func (h *missingHeap[P, M]) Pop() any {
+	old := *h
+	item := old[len(old)-1]
+	old[len(old)-1] = missingItem[P, M]{}
+	*h = old[:len(old)-1]
+	return item
+}
