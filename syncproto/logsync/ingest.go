@@ -298,7 +298,8 @@ func (in *ingester) run() {
 			acks    []chan struct{}
 			invalid error
 			closed  bool
-			taken   int // operations taken from the budget by the batches stored now
+			taken   int  // operations taken from the budget by the batches stored now
+			live    bool // the batches were received in live mode (never mixed with catch-up)
 		)
 		fill.Reset(storeMaxDelay)
 	gather:
@@ -315,7 +316,7 @@ func (in *ingester) run() {
 			entries = append(entries, it.entries...)
 			size += it.size
 			taken += len(it.batch)
-			live := it.live
+			live = it.live
 			it = nil
 			if len(entries) >= storeBatchOps || size >= storeBatchBytes {
 				break
@@ -351,7 +352,7 @@ func (in *ingester) run() {
 			default:
 			}
 		}
-		err := in.store(entries)
+		err := in.store(entries, live)
 		if err == nil && invalid != nil {
 			err = fmt.Errorf("%w from %s: %w", ErrInvalidOperation, in.s.info.Remote, invalid)
 		}
@@ -373,7 +374,7 @@ func (in *ingester) run() {
 }
 
 // store writes verified entries and reports the new ones to the application.
-func (in *ingester) store(entries []Entry) error {
+func (in *ingester) store(entries []Entry, live bool) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -384,7 +385,7 @@ func (in *ingester) store(entries []Entry) error {
 		in.s.itemsRecv.Add(1)
 		in.s.bytesRecv.Add(e.Op.encodedSize())
 	}
-	fresh, err := in.s.m.ingest(in.ctx, entries, in.s.info.ID)
+	fresh, err := in.s.m.ingest(in.ctx, entries, origin{session: in.s.info.ID, live: live})
 	for _, e := range fresh {
 		in.emit(syncproto.Event{Kind: syncproto.ItemReceived, Item: e, ItemBytes: int(e.Op.encodedSize()), Metrics: in.s.metrics()})
 	}

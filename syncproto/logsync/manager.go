@@ -6,17 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/lfnet/lfnet/codec"
+	"github.com/lfnet/lfnet/internal/plumtree"
 	"github.com/lfnet/lfnet/syncproto"
 	"github.com/lfnet/lfnet/topics"
 )
 
 // Manager runs log sync for one topic over a Store: it creates the sessions the sync
-// coordinator asks for, lets the application publish new operations, and in live mode pushes
-// every new operation (published here or received from a peer) to each live session once.
+// coordinator asks for, lets the application publish new operations, and in live mode
+// spreads every new operation (published here or received from a peer) over the live
+// sessions with Plumtree: in full along a spanning tree of them, as an id along the rest.
 type Manager struct {
 	store Store
 	topic topics.Topic
@@ -34,8 +37,21 @@ type Manager struct {
 	pending    *pendingOps
 	associated map[LogRef]struct{} // logs known to be associated with the topic
 
-	mu       sync.Mutex
-	sessions map[uint64]*session // sessions in (or about to enter) live mode
+	// mu guards the live sessions and the broadcast tree over them. Lock order: ingestMu,
+	// then mu.
+	mu        sync.Mutex
+	sessions  map[uint64]*session // sessions in (or about to enter) live mode
+	tree      *plumtree.Tree[uint64, Hash]
+	recent    recentOps   // what a graft may ask for
+	tickTimer *time.Timer // runs the tree's Tick at its next deadline
+	tickAt    time.Time   // when tickTimer fires; zero when it is stopped
+}
+
+// origin says where inserted operations come from: a session (0 for this node's own
+// publications), and whether they arrived as live pushes or during catch-up.
+type origin struct {
+	session uint64
+	live    bool
 }
 
 // ManagerOption configures a Manager.
@@ -72,10 +88,12 @@ func NewManager(store Store, topic topics.Topic, opts ...ManagerOption) *Manager
 		pendingMaxSize: 64 << 20,
 		associated:     make(map[LogRef]struct{}),
 		sessions:       make(map[uint64]*session),
+		recent:         newRecentOps(recentMaxOps, recentMaxBytes),
 	}
 	for _, o := range opts {
 		o(m)
 	}
+	m.tree = plumtree.New[uint64, Hash](plumtree.Config{}, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	m.pending = newPendingOps(m.pendingMaxOps, m.pendingMaxSize)
 	m.log = m.log.With("component", "logsync", "topic", topic.Short())
 	return m
@@ -106,7 +124,7 @@ func (m *Manager) Append(ctx context.Context, priv ed25519.PrivateKey, logID uin
 	if err != nil {
 		return nil, err
 	}
-	if _, err := m.insertLocked(ctx, []Entry{{Op: op, LogID: logID}}, 0); err != nil {
+	if _, err := m.insertLocked(ctx, []Entry{{Op: op, LogID: logID}}, origin{}); err != nil {
 		return nil, err
 	}
 	return op, nil
@@ -117,28 +135,42 @@ func (m *Manager) Append(ctx context.Context, priv ed25519.PrivateKey, logID uin
 func (m *Manager) Publish(ctx context.Context, op *Operation, logID uint64) error {
 	m.ingestMu.Lock()
 	defer m.ingestMu.Unlock()
-	_, err := m.insertLocked(ctx, []Entry{{Op: op, LogID: logID}}, 0)
+	_, err := m.insertLocked(ctx, []Entry{{Op: op, LogID: logID}}, origin{})
 	return err
 }
 
-// ingest stores verified operations received from session source and returns those that
+// ingest stores verified operations received from a session and returns those that
 // were new (including parked ones they unblocked). Operations ahead of their log are parked;
 // any other chain error is returned after the valid prefix was stored.
-func (m *Manager) ingest(ctx context.Context, entries []Entry, source uint64) ([]Entry, error) {
+func (m *Manager) ingest(ctx context.Context, entries []Entry, from origin) ([]Entry, error) {
 	m.ingestMu.Lock()
 	defer m.ingestMu.Unlock()
-	return m.insertLocked(ctx, entries, source)
+	return m.insertLocked(ctx, entries, from)
 }
 
-func (m *Manager) insertLocked(ctx context.Context, entries []Entry, source uint64) ([]Entry, error) {
+func (m *Manager) insertLocked(ctx context.Context, entries []Entry, from origin) ([]Entry, error) {
 	var fresh []Entry
+	var dups []Hash // live pushes of operations stored before: the tree prunes their link
+	sort := func(entries []Entry, inserted []bool) {
+		for i, ok := range inserted {
+			switch {
+			case ok:
+				fresh = append(fresh, entries[i])
+			case from.live:
+				dups = append(dups, entries[i].Op.Hash())
+			}
+		}
+	}
+	defer func() {
+		m.spread(fresh, dups, from)
+	}()
 	if err := m.associateLocked(ctx, entries); err != nil {
 		return nil, err
 	}
 	for len(entries) > 0 {
 		inserted, err := m.store.InsertBatch(ctx, entries)
 		if err == nil {
-			fresh = appendInserted(fresh, entries, inserted)
+			sort(entries, inserted)
 			break
 		}
 		var be *BatchError
@@ -150,7 +182,7 @@ func (m *Manager) insertLocked(ctx context.Context, entries []Entry, source uint
 			if err != nil {
 				return fresh, fmt.Errorf("logsync: store: %w", err)
 			}
-			fresh = appendInserted(fresh, entries[:be.Index], inserted)
+			sort(entries[:be.Index], inserted)
 		}
 		if !errors.Is(be.Err, ErrMissingPredecessor) {
 			return fresh, fmt.Errorf("%w: %w", ErrInvalidOperation, be.Err)
@@ -176,17 +208,7 @@ func (m *Manager) insertLocked(ctx context.Context, entries []Entry, source uint
 			fresh = append(fresh, next)
 		}
 	}
-	m.broadcast(fresh, source)
 	return fresh, nil
-}
-
-func appendInserted(dst, entries []Entry, inserted []bool) []Entry {
-	for i, ok := range inserted {
-		if ok {
-			dst = append(dst, entries[i])
-		}
-	}
-	return dst
 }
 
 // associateLocked records the topic -> log association before the first operation of a log
@@ -205,33 +227,211 @@ func (m *Manager) associateLocked(ctx context.Context, entries []Entry) error {
 	return nil
 }
 
-// broadcast hands new operations to every live session except the one they came from.
-func (m *Manager) broadcast(entries []Entry, source uint64) {
-	if len(entries) == 0 {
+// spread hands new operations to the broadcast tree, and reports live duplicates to it.
+// An operation that arrived as a live push travels on from its sender's link; any other
+// (published here, caught up, or unparked) is spread as this node's own.
+func (m *Manager) spread(fresh []Entry, dups []Hash, from origin) {
+	if len(fresh) == 0 && len(dups) == 0 {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for id, s := range m.sessions {
-		if id == source {
-			continue
+	// Only a link other than the one they came from can push or graft them.
+	others := len(m.sessions) > 1 || (len(m.sessions) == 1 && m.sessions[from.session] == nil)
+	for _, e := range fresh {
+		id := e.Op.Hash()
+		if others {
+			m.recent.add(id, e)
 		}
-		for _, e := range entries {
-			s.push(e)
+		if from.live {
+			m.applyLocked(m.tree.Receive(from.session, id, true))
+		} else {
+			m.applyLocked(m.tree.Originate(id, from.session))
+		}
+	}
+	for _, id := range dups {
+		m.applyLocked(m.tree.Receive(from.session, id, false))
+	}
+	m.scheduleLocked()
+}
+
+// duplicate reports a live push from s of an operation stored before.
+func (m *Manager) duplicate(s *session, id Hash) {
+	m.spread(nil, []Hash{id}, origin{session: s.info.ID, live: true})
+}
+
+// announced handles an Announce from s: the tree waits for the operations this node
+// lacks and grafts s if they do not arrive.
+func (m *Manager) announced(ctx context.Context, s *session, ids []Hash) error {
+	for _, id := range ids {
+		s.markSeen(id) // s has it: never send it there
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	for _, id := range ids {
+		// Looked up under mu, so that an insert that lands meanwhile (and then forgets
+		// the id in the tree under mu) cannot leave it awaited.
+		has, err := m.store.Has(ctx, id)
+		if err != nil {
+			return fmt.Errorf("logsync: look up announced operation %s: %w", id, err)
+		}
+		if !has {
+			m.tree.Announced(s.info.ID, id, now)
+		}
+	}
+	m.scheduleLocked()
+	return nil
+}
+
+// grafted handles a Graft from s: s's link joins the tree and gets the operations it asked
+// for. One that is no longer among the recent operations is not sent; the peer then asks
+// another announcer, and its next catch-up brings it anyway.
+func (m *Manager) grafted(s *session, ids []Hash) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tree.Grafted(s.info.ID)
+	for _, id := range ids {
+		if e, ok := m.recent.get(id); ok {
+			s.enqueue(liveItem{kind: kindLive, entry: e, answer: true})
 		}
 	}
 }
 
+// pruned handles a Prune from s: s's link leaves the tree.
+func (m *Manager) pruned(s *session) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tree.Pruned(s.info.ID)
+}
+
+// applyLocked queues the tree's actions on their sessions.
+func (m *Manager) applyLocked(acts []plumtree.Action[uint64, Hash]) {
+	for _, a := range acts {
+		s, ok := m.sessions[a.Peer]
+		if !ok {
+			continue
+		}
+		switch a.Kind {
+		case plumtree.Push:
+			if e, ok := m.recent.get(a.ID); ok {
+				s.enqueue(liveItem{kind: kindLive, entry: e})
+			}
+		case plumtree.Announce:
+			s.enqueue(liveItem{kind: kindAnnounce, id: a.ID})
+		case plumtree.Graft:
+			s.enqueue(liveItem{kind: kindGraft, id: a.ID})
+		case plumtree.Prune:
+			s.enqueue(liveItem{kind: kindPrune})
+		}
+	}
+}
+
+// scheduleLocked sets the tick timer to the tree's next deadline.
+func (m *Manager) scheduleLocked() {
+	next, ok := m.tree.NextDeadline()
+	if !ok || (!m.tickAt.IsZero() && !next.Before(m.tickAt)) {
+		return
+	}
+	m.tickAt = next
+	d := time.Until(next)
+	if m.tickTimer == nil {
+		m.tickTimer = time.AfterFunc(d, m.tick)
+		return
+	}
+	m.tickTimer.Reset(d)
+}
+
+func (m *Manager) tick() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tickAt = time.Time{}
+	m.applyLocked(m.tree.Tick(time.Now()))
+	m.scheduleLocked()
+}
+
 func (m *Manager) register(s *session) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.sessions[s.info.ID] = s
-	m.mu.Unlock()
+	m.tree.AddPeer(s.info.ID)
 }
 
 func (m *Manager) unregister(s *session) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	delete(m.sessions, s.info.ID)
-	m.mu.Unlock()
+	m.tree.RemovePeer(s.info.ID)
+	if len(m.sessions) == 0 && m.tickTimer != nil {
+		m.tickTimer.Stop()
+		m.tickAt = time.Time{}
+	}
+}
+
+// LiveStats describes the broadcast tree of a manager's live sessions.
+type LiveStats struct {
+	Sessions    int    // live sessions (the tree's links)
+	EagerLinks  int    // links operations are pushed over in full
+	Missing     int    // announced operations awaited
+	Pruned      uint64 // duplicates received, each answered with a Prune
+	Grafted     uint64 // grafts sent for announced operations that did not arrive
+	Unannounced uint64 // announcements ignored because too many were awaited
+}
+
+// LiveStats returns the state of the live broadcast tree.
+func (m *Manager) LiveStats() LiveStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	all, eager := m.tree.Peers()
+	st := m.tree.Stats()
+	return LiveStats{Sessions: all, EagerLinks: eager, Missing: m.tree.Missing(), Pruned: st.Pruned, Grafted: st.Grafted, Unannounced: st.Unannounced}
+}
+
+// recentOps keeps the operations spread lately, which pushes and grafts send, within a
+// count and a byte budget, oldest out first.
+type recentOps struct {
+	maxOps   int
+	maxBytes uint64
+	bytes    uint64
+	byID     map[Hash]Entry
+	order    []Hash // ids in insertion order from order[head]
+	head     int
+}
+
+const (
+	recentMaxOps   = 4096
+	recentMaxBytes = 16 << 20
+)
+
+func newRecentOps(maxOps int, maxBytes uint64) recentOps {
+	return recentOps{maxOps: maxOps, maxBytes: maxBytes, byID: make(map[Hash]Entry)}
+}
+
+// add keeps e; a single operation above the byte budget is still kept, alone.
+func (r *recentOps) add(id Hash, e Entry) {
+	if _, ok := r.byID[id]; ok {
+		return
+	}
+	size := e.Op.encodedSize()
+	for len(r.byID) > 0 && (len(r.byID) >= r.maxOps || r.bytes+size > r.maxBytes) {
+		old := r.order[r.head]
+		r.order[r.head] = Hash{}
+		r.head++
+		r.bytes -= r.byID[old].Op.encodedSize()
+		delete(r.byID, old)
+	}
+	if r.head >= r.maxOps {
+		r.order = append(r.order[:0], r.order[r.head:]...)
+		r.head = 0
+	}
+	r.byID[id] = e
+	r.bytes += size
+	r.order = append(r.order, id)
+}
+
+func (r *recentOps) get(id Hash) (Entry, bool) {
+	e, ok := r.byID[id]
+	return e, ok
 }
 
 // pendingOps parks live operations whose predecessor has not arrived, within limits; past

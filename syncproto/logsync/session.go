@@ -28,7 +28,7 @@ type session struct {
 	m    *Manager
 	info syncproto.SessionInfo
 
-	live   chan Entry // new operations to push once in live mode
+	live   chan liveItem // what to send once in live mode, in order
 	cancel context.CancelCauseFunc
 
 	seenMu sync.Mutex
@@ -43,9 +43,20 @@ type session struct {
 func newSession(m *Manager, info syncproto.SessionInfo) *session {
 	s := &session{m: m, info: info, seen: make(map[Hash]struct{})}
 	if info.Live {
-		s.live = make(chan Entry, m.liveQueue)
+		s.live = make(chan liveItem, m.liveQueue)
 	}
 	return s
+}
+
+// liveItem is one thing for a live session to send: an operation in full (Live), an id to
+// announce, a graft or a prune.
+type liveItem struct {
+	kind  uint64 // kindLive, kindAnnounce, kindGraft or kindPrune
+	entry Entry  // kindLive
+	id    Hash   // kindAnnounce, kindGraft
+	// answer marks an operation sent because the peer grafted it: it goes even though
+	// its id already crossed the link (we announced it).
+	answer bool
 }
 
 // markSeen records that op crossed this link and reports whether it had already.
@@ -62,10 +73,10 @@ func (s *session) markSeen(h Hash) (already bool) {
 	return false
 }
 
-// push queues a new operation for the live phase without ever blocking the publisher.
-func (s *session) push(e Entry) {
+// enqueue queues something to send in the live phase without ever blocking the publisher.
+func (s *session) enqueue(it liveItem) {
 	select {
-	case s.live <- e:
+	case s.live <- it:
 	default:
 		s.cancel(ErrLagged)
 	}
@@ -205,6 +216,11 @@ func (s *session) send(ctx context.Context, conn syncproto.Conn, remoteHave <-ch
 	}
 	for _, p := range plans {
 		err := s.m.store.Range(ctx, p.log, p.after, p.upto, func(op *Operation) error {
+			// In live mode the seen set also covers catch-up, so that a live push
+			// of the same operation does not cross the link again.
+			if s.info.Live && s.markSeen(op.Hash()) {
+				return nil
+			}
 			return s.sendOp(conn, kindOp, Entry{Op: op, LogID: p.log.LogID})
 		})
 		if err != nil {
@@ -223,34 +239,79 @@ func (s *session) send(ctx context.Context, conn syncproto.Conn, remoteHave <-ch
 	if err := s.flush(conn); err != nil {
 		return err
 	}
+	return s.sendLive(ctx, conn)
+}
+
+// sendLive is the live phase of the writing direction. Announcements queued back to back
+// share a frame, and everything queued back to back shares the transport write: the frame
+// buffer is flushed only when the queue runs dry.
+func (s *session) sendLive(ctx context.Context, conn syncproto.Conn) error {
+	var announce []Hash
+	writeAnnounce := func() error {
+		if len(announce) == 0 {
+			return nil
+		}
+		err := s.writeIDs(conn, kindAnnounce, announce)
+		announce = announce[:0]
+		return err
+	}
 	for {
+		var it liveItem
 		select {
-		case e := <-s.live:
-			if err := s.sendOp(conn, kindLive, e); err != nil {
-				return err
-			}
-			// Operations queued meanwhile share the transport write; the last one flushes.
-			if len(s.live) > 0 {
-				continue
-			}
-			if err := s.flush(conn); err != nil {
-				return err
-			}
-			if cap(s.wbuf) > liveFrameBuffer {
-				s.wbuf = nil // a large body passed; do not hold its frame for the session's life
-			}
+		case it = <-s.live:
 		case <-ctx.Done():
 			return nil
+		}
+		var err error
+		switch it.kind {
+		case kindAnnounce:
+			if !s.markSeen(it.id) {
+				announce = append(announce, it.id)
+			}
+			if len(announce) == maxFrameIDs {
+				err = writeAnnounce()
+			}
+		case kindLive:
+			if err = writeAnnounce(); err == nil && (it.answer || !s.markSeen(it.entry.Op.Hash())) {
+				err = s.sendOp(conn, kindLive, it.entry)
+			}
+		case kindGraft:
+			if err = writeAnnounce(); err == nil {
+				err = s.writeIDs(conn, kindGraft, []Hash{it.id})
+			}
+		case kindPrune:
+			if err = writeAnnounce(); err == nil {
+				err = s.writeMsg(conn, kindPrune, pruneMsg{})
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if len(s.live) > 0 {
+			continue
+		}
+		if err := writeAnnounce(); err != nil {
+			return err
+		}
+		if err := s.flush(conn); err != nil {
+			return err
+		}
+		if cap(s.wbuf) > liveFrameBuffer {
+			s.wbuf = nil // a large body passed; do not hold its frame for the session's life
 		}
 	}
 }
 
-// sendOp sends one operation with its body in chunks, unless it already crossed the link.
-func (s *session) sendOp(conn syncproto.Conn, kind uint64, e Entry) error {
-	// The seen set exists for live pushes; a catch-up-only session sends each op once.
-	if s.info.Live && s.markSeen(e.Op.Hash()) {
-		return nil
+func (s *session) writeIDs(conn syncproto.Conn, kind uint64, ids []Hash) error {
+	msg := idsMsg{IDs: make([][]byte, len(ids))}
+	for i := range ids {
+		msg.IDs[i] = ids[i][:]
 	}
+	return s.writeMsg(conn, kind, msg)
+}
+
+// sendOp sends one operation with its body in chunks.
+func (s *session) sendOp(conn syncproto.Conn, kind uint64, e Entry) error {
 	body := e.Op.Body
 	first := body[:min(len(body), chunkSize)]
 	s.wbuf = appendOpMsg(s.wbuf[:0], kind, e.LogID, e.Op.HeaderBytes(), uint64(len(body)), first)
@@ -270,12 +331,11 @@ func (s *session) sendOp(conn syncproto.Conn, kind uint64, e Entry) error {
 	return nil
 }
 
-// alreadyHave reports whether a live operation is one this node stored before. In a live
-// overlay every node pushes each new operation to all its live neighbours, so most copies
-// that arrive are duplicates; recognising them by hash (a blake3 of the header, about a
-// microsecond) skips their signature check, which costs about 50 µs and dominated the CPU
-// of a 50-node convergence run. A duplicate is still marked seen on this link, so it is
-// never pushed back, and counted as received. Its bytes are not trusted for anything.
+// alreadyHave reports whether a live operation is one this node stored before, and if so
+// tells the broadcast tree (which prunes the link). Recognising a duplicate by hash (a
+// blake3 of the header, about a microsecond) skips its signature check, which costs about
+// 50 µs. A duplicate is still marked seen on this link, so it is never pushed back, and
+// counted as received. Its bytes are not trusted for anything.
 func (s *session) alreadyHave(ctx context.Context, op rawOp) (bool, error) {
 	id := HashOf(op.header)
 	s.markSeen(id)
@@ -286,6 +346,7 @@ func (s *session) alreadyHave(ctx context.Context, op rawOp) (bool, error) {
 	if has {
 		s.itemsRecv.Add(1)
 		s.bytesRecv.Add(uint64(len(op.header) + len(op.body)))
+		s.m.duplicate(s, id)
 	}
 	return has, nil
 }
@@ -383,22 +444,31 @@ func (s *session) receive(ctx context.Context, conn syncproto.Conn, remoteHave c
 		if err != nil {
 			return err
 		}
-		if kind != kindLive {
-			return fmt.Errorf("%w: expected live op, got kind %d", ErrProtocol, kind)
-		}
-		op, err := s.readOp(conn, msg.(opMsg))
-		if err != nil {
-			return err
-		}
-		known, err := s.alreadyHave(ctx, op)
-		if err != nil {
-			return err
-		}
-		if known {
-			continue
-		}
-		if err := in.submit(ctx, []rawOp{op}, true); err != nil {
-			return err
+		switch kind {
+		case kindLive:
+			op, err := s.readOp(conn, msg.(opMsg))
+			if err != nil {
+				return err
+			}
+			known, err := s.alreadyHave(ctx, op)
+			if err != nil {
+				return err
+			}
+			if !known {
+				if err := in.submit(ctx, []rawOp{op}, true); err != nil {
+					return err
+				}
+			}
+		case kindAnnounce:
+			if err := s.m.announced(ctx, s, msg.(idsMsg).hashes()); err != nil {
+				return err
+			}
+		case kindGraft:
+			s.m.grafted(s, msg.(idsMsg).hashes())
+		case kindPrune:
+			s.m.pruned(s)
+		default:
+			return fmt.Errorf("%w: expected a live message, got kind %d", ErrProtocol, kind)
 		}
 	}
 }

@@ -23,6 +23,9 @@ func FuzzDecodeSyncMessage(f *testing.F) {
 		{kindLive, opMsg{LogID: 0, Header: op.HeaderBytes(), BodySize: 10, Body: op.Body}},
 		{kindChunk, chunkMsg{Data: []byte{1, 2, 3}}},
 		{kindDone, doneMsg{}},
+		{kindAnnounce, idsMsg{IDs: [][]byte{make([]byte, 32), bytes.Repeat([]byte{7}, 32)}}},
+		{kindGraft, idsMsg{IDs: [][]byte{}}},
+		{kindPrune, pruneMsg{}},
 	}
 	for _, s := range seeds {
 		b, err := encodeMessage(s.kind, s.msg)

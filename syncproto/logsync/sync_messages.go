@@ -10,17 +10,25 @@ import (
 // Log sync wire messages, each a codec.Tagged frame. A session, in each direction:
 //
 //	Have, PreSync, (Op Chunk*)*, Done            catch-up
-//	(Live Chunk*)*                                live mode, until the stream closes
+//	(Live Chunk* | Announce | Graft | Prune)*     live mode, until the stream closes
 //
 // Bodies travel in chunks so that an operation of any permitted size fits the sync frame
 // limit: Op and Live carry the header and the first part of the body, Chunk frames the rest.
+//
+// Live mode spreads new operations with Plumtree (internal/plumtree): in full (Live) along
+// the links of a spanning tree, and only as ids (Announce) along the others. Graft asks for
+// announced operations that did not arrive and puts the link in the tree; Prune, sent for
+// a duplicate, takes it out.
 const (
-	kindHave    = 1
-	kindPreSync = 2
-	kindOp      = 3
-	kindChunk   = 4
-	kindDone    = 5
-	kindLive    = 6
+	kindHave     = 1
+	kindPreSync  = 2
+	kindOp       = 3
+	kindChunk    = 4
+	kindDone     = 5
+	kindLive     = 6
+	kindAnnounce = 7
+	kindGraft    = 8
+	kindPrune    = 9
 )
 
 // Protocol limits. A peer that exceeds one fails the session with ErrProtocol.
@@ -35,6 +43,8 @@ const (
 	chunkSize = 512 << 10
 	// maxHaveEntries bounds the logs one Have may announce (it must fit one frame anyway).
 	maxHaveEntries = 1 << 16
+	// maxFrameIDs bounds the operation ids of one Announce or Graft.
+	maxFrameIDs = 1024
 )
 
 // ErrProtocol: the remote broke the log sync protocol (wrong message order, a limit
@@ -79,6 +89,26 @@ type chunkMsg struct {
 
 type doneMsg struct {
 	_ struct{} `cbor:",toarray"`
+}
+
+// idsMsg is an Announce (operations the sender holds) or a Graft (operations the sender
+// asks for; it may be empty, then it only puts the link in the tree).
+type idsMsg struct {
+	_   struct{} `cbor:",toarray"`
+	IDs [][]byte
+}
+
+type pruneMsg struct {
+	_ struct{} `cbor:",toarray"`
+}
+
+// hashes returns the ids of an Announce or Graft, which checkMessage has sized.
+func (m idsMsg) hashes() []Hash {
+	out := make([]Hash, len(m.IDs))
+	for i, id := range m.IDs {
+		out[i] = Hash(id)
+	}
+	return out
 }
 
 // decodeMessage strictly decodes one frame into its message value. Op, Live and Chunk
@@ -186,6 +216,21 @@ func decodeGeneric(frame []byte) (kind uint64, msg any, err error) {
 			return 0, nil, fmt.Errorf("%w: done: %w", ErrProtocol, err)
 		}
 		msg = m
+	case kindAnnounce, kindGraft:
+		var m idsMsg
+		if err := codec.Unmarshal(t.Body, &m); err != nil {
+			return 0, nil, fmt.Errorf("%w: ids: %w", ErrProtocol, err)
+		}
+		if t.Kind == kindAnnounce && len(m.IDs) == 0 {
+			return 0, nil, fmt.Errorf("%w: empty announce", ErrProtocol)
+		}
+		msg = m
+	case kindPrune:
+		var m pruneMsg
+		if err := codec.Unmarshal(t.Body, &m); err != nil {
+			return 0, nil, fmt.Errorf("%w: prune: %w", ErrProtocol, err)
+		}
+		msg = m
 	default:
 		return 0, nil, fmt.Errorf("%w: %w %d", ErrProtocol, codec.ErrUnknownKind, t.Kind)
 	}
@@ -214,6 +259,15 @@ func checkMessage(msg any) error {
 	case chunkMsg:
 		if len(m.Data) == 0 || len(m.Data) > chunkSize {
 			return fmt.Errorf("%w: chunk of %d bytes", ErrProtocol, len(m.Data))
+		}
+	case idsMsg:
+		if len(m.IDs) > maxFrameIDs {
+			return fmt.Errorf("%w: %d ids in one frame", ErrProtocol, len(m.IDs))
+		}
+		for _, id := range m.IDs {
+			if len(id) != len(Hash{}) {
+				return fmt.Errorf("%w: %d-byte operation id", ErrProtocol, len(id))
+			}
 		}
 	}
 	return nil

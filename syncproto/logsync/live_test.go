@@ -1,0 +1,173 @@
+package logsync
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/lfnet/lfnet/topics"
+)
+
+// liveMesh starts n live nodes, links every pair and waits until each has a live session
+// with every other.
+func liveMesh(t *testing.T, n int) []*syncNode {
+	t.Helper()
+	room := topics.Random()
+	nodes := make([]*syncNode, n)
+	for i := range nodes {
+		nodes[i] = newSyncNode(t, room, true, NewMemStore())
+	}
+	for i := range nodes {
+		for j := i + 1; j < n; j++ {
+			link(t, nodes[i], nodes[j])
+		}
+	}
+	waitFor(t, "a live session with every other node", func() bool {
+		for _, nd := range nodes {
+			if nd.mgr.LiveStats().Sessions != n-1 {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+// waitFor polls cond until it holds, or fails the test after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// publishAndWait appends one operation at nodes[from] and waits until every node holds it.
+func publishAndWait(t *testing.T, nodes []*syncNode, from int, heights map[LogRef]uint64) {
+	t.Helper()
+	nodes[from].append(t, 1, 200)
+	heights[nodes[from].logRef()]++
+	waitHeights(t, nodes, heights)
+}
+
+func totalPruned(nodes []*syncNode) (pruned, grafted uint64) {
+	for _, n := range nodes {
+		st := n.mgr.LiveStats()
+		pruned += st.Pruned
+		grafted += st.Grafted
+	}
+	return pruned, grafted
+}
+
+// With every node linked to every other, pushing each new operation to every neighbour
+// would bring each node n-2 duplicates. The broadcast tree prunes the surplus links with
+// the first operations; after that, operations published one at a time arrive once.
+func TestLiveTreePrunesDuplicateLinks(t *testing.T) {
+	const n = 6
+	nodes := liveMesh(t, n)
+	heights := make(map[LogRef]uint64)
+	for i := range 2 * n { // warm-up: every node publishes twice
+		publishAndWait(t, nodes, i%n, heights)
+	}
+	warmPruned, _ := totalPruned(nodes)
+	if warmPruned == 0 {
+		t.Fatal("a full mesh of live sessions pruned no link")
+	}
+	const measured = 30
+	for i := range measured {
+		publishAndWait(t, nodes, (i*5)%n, heights)
+	}
+	pruned, grafted := totalPruned(nodes)
+	eager := 0
+	for _, nd := range nodes {
+		eager += nd.mgr.LiveStats().EagerLinks
+	}
+	t.Logf("warm-up pruned %d links; then %d duplicates and %d grafts for %d operations; %d eager link ends (a spanning tree has %d)",
+		warmPruned, pruned-warmPruned, grafted, measured, eager, 2*(n-1))
+	// Eager push would cost (n-1)*n/2 - (n-1) = 10 duplicates per operation here.
+	if dups := pruned - warmPruned; dups > measured {
+		t.Fatalf("%d duplicates for %d operations after the tree formed; eager push gives %d", dups, measured, measured*10)
+	}
+}
+
+// sessionWith returns the id of n's live session with remote.
+func sessionWith(t *testing.T, n *syncNode, remote peer.ID) *session {
+	t.Helper()
+	n.mgr.mu.Lock()
+	defer n.mgr.mu.Unlock()
+	for _, s := range n.mgr.sessions {
+		if s.info.Remote == remote {
+			return s
+		}
+	}
+	t.Fatalf("no live session with %s", remote)
+	return nil
+}
+
+// An operation announced but not pushed to a node is grafted from an announcer, and the
+// link the graft went over joins the tree.
+func TestLiveGraftFetchesAnnouncedOperation(t *testing.T) {
+	nodes := liveMesh(t, 3)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	// Take c out of the tree on every side, as if c had pruned both links: a and b will
+	// only announce to c.
+	a.mgr.pruned(sessionWith(t, a, c.h.ID()))
+	b.mgr.pruned(sessionWith(t, b, c.h.ID()))
+	c.mgr.pruned(sessionWith(t, c, a.h.ID()))
+	c.mgr.pruned(sessionWith(t, c, b.h.ID()))
+	if st := c.mgr.LiveStats(); st.EagerLinks != 0 {
+		t.Fatalf("c has %d eager links after pruning both", st.EagerLinks)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	op, err := a.mgr.Append(ctx, a.key, 0, []byte("announced, not pushed"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the operation at c", func() bool {
+		has, err := c.store.Has(ctx, op.Hash())
+		return err == nil && has
+	})
+	st := c.mgr.LiveStats()
+	if st.Grafted == 0 || st.EagerLinks == 0 {
+		t.Fatalf("c got the operation without a graft: %+v", st)
+	}
+}
+
+func TestRecentOpsBudget(t *testing.T) {
+	r := newRecentOps(3, 1<<20)
+	var ids []Hash
+	for i := range 5 {
+		op, err := NewOperation(keyA, nil, []byte{byte(i)}, nil, uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, op.Hash())
+		r.add(op.Hash(), Entry{Op: op})
+	}
+	for i, id := range ids {
+		if _, ok := r.get(id); ok != (i >= 2) {
+			t.Fatalf("op %d kept = %v; want only the last 3", i, ok)
+		}
+	}
+	big, err := NewOperation(keyA, nil, make([]byte, 2<<20), nil, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.add(big.Hash(), Entry{Op: big})
+	if _, ok := r.get(big.Hash()); !ok || len(r.byID) != 1 {
+		t.Fatalf("an operation above the byte budget should be kept alone; %d kept", len(r.byID))
+	}
+	for i := range 2_000 { // the id queue is compacted, not grown without bound
+		op, _ := NewOperation(keyA, nil, []byte{byte(i), byte(i >> 8)}, nil, uint64(100+i))
+		r.add(op.Hash(), Entry{Op: op})
+	}
+	if len(r.byID) != 3 || len(r.order)-r.head != 3 || cap(r.order) > 2*3+8 {
+		t.Fatalf("after 2,000 adds: %d kept, queue %d long (cap %d)", len(r.byID), len(r.order)-r.head, cap(r.order))
+	}
+}
