@@ -310,19 +310,23 @@ func (o *Overlay) handle(in input) bool {
 		}
 	case inAddContacts:
 		fresh := o.addContacts(in.contacts)
-		if o.state.ActiveLen() < o.state.Config().ActiveSize {
+		if o.state.ActiveLen() == 0 && len(fresh) > 0 {
+			// Outside the overlay: a Join gets in.
 			o.joinThrough(fresh)
-			// Contacts known before are offered too: after a partition heals, the nodes
-			// of the other side are known, but nothing else would link to them again.
-			var known []PeerInfo[peer.ID]
+		} else if o.state.ActiveLen() < o.state.Config().ActiveSize {
+			// Short of neighbours but in the overlay: ask the contacts for a link with a
+			// low-priority Neighbor request, which a full peer refuses. A Join would make
+			// the contact and the end of its random walk each drop a neighbour, whose
+			// replacement requests drop others in turn; at 100 nodes, joining through
+			// every contact discovery found kept the overlay churning (sixteen neighbour
+			// changes per node in 20 s of lfbench convergence). Contacts known before are
+			// offered too: after a partition heals, the nodes of the other side are
+			// known, but nothing else would link to them again.
+			offer := make([]PeerInfo[peer.ID], 0, len(in.contacts))
 			for _, c := range in.contacts {
-				if !slices.ContainsFunc(fresh, func(f peer.AddrInfo) bool { return f.ID == c.ID }) {
-					known = append(known, PeerInfo[peer.ID]{ID: c.ID})
-				}
+				offer = append(offer, PeerInfo[peer.ID]{ID: c.ID})
 			}
-			if len(known) > 0 {
-				o.step(func(now time.Time) { o.state.Offer(known, now) })
-			}
+			o.step(func(now time.Time) { o.state.Offer(offer, now) })
 		}
 	case inConnected:
 		// A new connection to a known contact while short of neighbours: most likely
