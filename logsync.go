@@ -126,6 +126,10 @@ func (l *LogSync) Range(ctx context.Context, fn func(logsync.Entry) error) error
 	return nil
 }
 
+// LiveStats describes the topic's live broadcast tree: links, how many of them carry
+// operations in full, duplicates pruned and grafts sent. It is zero without live mode.
+func (l *LogSync) LiveStats() logsync.LiveStats { return l.manager().LiveStats() }
+
 func (l *LogSync) manager() *logsync.Manager {
 	l.ts.mu.Lock()
 	defer l.ts.mu.Unlock()

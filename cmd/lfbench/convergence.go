@@ -24,7 +24,11 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lfnet/lfnet"
@@ -118,16 +122,19 @@ type opKey struct {
 // convergenceRecorder tracks, per operation, how many other nodes hold it and when the
 // last one got it.
 type convergenceRecorder struct {
-	mu      sync.Mutex
-	holders map[opKey]int
-	last    map[opKey]time.Time
-	dups    int
-	lagged  uint64
-	total   int // deliveries recorded
+	mu              sync.Mutex
+	holders         map[opKey]int
+	last            map[opKey]time.Time
+	dups            int
+	lagged          uint64
+	total           int            // deliveries recorded
+	sessions        atomic.Int64   // SessionStarted events
+	neighborChanges atomic.Int64   // NeighborUp and NeighborDown events of all overlays
+	failures        map[string]int // SessionFailed events by errorClass
 }
 
 func newConvergenceRecorder() *convergenceRecorder {
-	return &convergenceRecorder{holders: map[opKey]int{}, last: map[opKey]time.Time{}}
+	return &convergenceRecorder{holders: map[opKey]int{}, last: map[opKey]time.Time{}, failures: map[string]int{}}
 }
 
 func (r *convergenceRecorder) record(ev syncproto.Event) {
@@ -135,6 +142,14 @@ func (r *convergenceRecorder) record(ev syncproto.Event) {
 	case syncproto.Lagged:
 		r.mu.Lock()
 		r.lagged += ev.Dropped
+		r.mu.Unlock()
+		return
+	case syncproto.SessionStarted:
+		r.sessions.Add(1)
+		return
+	case syncproto.SessionFailed:
+		r.mu.Lock()
+		r.failures[errorClass(ev.Err)]++
 		r.mu.Unlock()
 		return
 	case syncproto.ItemReceived:
@@ -157,6 +172,47 @@ func (r *convergenceRecorder) record(ev syncproto.Event) {
 	if ev.Time.After(r.last[k]) {
 		r.last[k] = ev.Time
 	}
+}
+
+var peerIDPattern = regexp.MustCompile(`12D3Koo[1-9A-HJ-NP-Za-km-z]+`)
+
+// errorClass is an error's text without peer ids, so that failures can be counted by kind.
+func errorClass(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return peerIDPattern.ReplaceAllString(err.Error(), "<peer>")
+}
+
+// failureSummary lists the session failures by kind, most frequent first.
+func (r *convergenceRecorder) failureSummary() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var lines []string
+	for class, n := range r.failures {
+		lines = append(lines, fmt.Sprintf("%6d  %s", n, class))
+	}
+	slices.Sort(lines)
+	slices.Reverse(lines)
+	return strings.Join(lines, "\n")
+}
+
+// liveStats sums the live broadcast trees of every handle.
+func liveStats(logs [][]*lfnet.LogSync) logsync.LiveStats {
+	var sum logsync.LiveStats
+	for _, ls := range logs {
+		for _, l := range ls {
+			st := l.LiveStats()
+			sum.Sessions += st.Sessions
+			sum.Authors += st.Authors
+			sum.LazyLinks += st.LazyLinks
+			sum.Missing += st.Missing
+			sum.Pruned += st.Pruned
+			sum.Grafted += st.Grafted
+			sum.Unannounced += st.Unannounced
+		}
+	}
+	return sum
 }
 
 func (r *convergenceRecorder) deliveries() int {
@@ -230,6 +286,20 @@ func (o *convergenceOptions) runOne(ctx context.Context, e *env, nodeCount, topi
 			}
 		}
 	}()
+	for _, n := range nodes {
+		w := n.WatchNeighbors()
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			defer w.Close()
+			for {
+				if _, _, err := w.Next(readCtx); err != nil {
+					return
+				}
+				rec.neighborChanges.Add(1)
+			}
+		}()
+	}
 	for i, n := range nodes {
 		for _, room := range rooms {
 			l, err := n.LogSync(ctx, room, true)
@@ -309,6 +379,7 @@ func (o *convergenceOptions) runOne(ctx context.Context, e *env, nodeCount, topi
 		return err
 	}
 	wireBefore, totalBefore := wire.snapshot(), wire.total.Load()
+	treeBefore, sessionsBefore, changesBefore := liveStats(logs), rec.sessions.Load(), rec.neighborChanges.Load()
 	cpu0, cpuOK := processCPU()
 	start := time.Now()
 	var pubs sync.WaitGroup
@@ -354,6 +425,7 @@ func (o *convergenceOptions) runOne(ctx context.Context, e *env, nodeCount, topi
 	elapsed := time.Since(start)
 	cpu1, _ := processCPU()
 	wireAfter, totalAfter := wire.snapshot(), wire.total.Load()
+	treeAfter, sessionsAfter, changesAfter := liveStats(logs), rec.sessions.Load(), rec.neighborChanges.Load()
 	if err := stopCPU(); err != nil {
 		return err
 	}
@@ -371,8 +443,17 @@ func (o *convergenceOptions) runOne(ctx context.Context, e *env, nodeCount, topi
 	details["operations"] = float64(len(published))
 	details["deliveries"] = float64(delivered)
 	details["seconds"] = elapsed.Seconds()
+	details["sessions_started"] = float64(sessionsAfter - sessionsBefore)
+	details["neighbor_changes"] = float64(changesAfter - changesBefore)
+	details["live_duplicates_pruned"] = float64(treeAfter.Pruned - treeBefore.Pruned)
+	details["live_grafts"] = float64(treeAfter.Grafted - treeBefore.Grafted)
+	details["live_links_end"] = float64(treeAfter.Sessions)
+	details["live_lazy_author_links_end"] = float64(treeAfter.LazyLinks)
 	if cpuOK {
 		details["cpu_seconds"] = (cpu1 - cpu0).Seconds()
+	}
+	if sum := rec.failureSummary(); sum != "" {
+		e.note("%s: session failures since the nodes started, by kind:\n%s", tag, sum)
 	}
 	if lagged > 0 {
 		e.note("%s: subscribers missed %d events (Lagged); deliveries may be undercounted", tag, lagged)

@@ -40,11 +40,11 @@ type Manager struct {
 	// mu guards the live sessions and the broadcast tree over them. Lock order: ingestMu,
 	// then mu.
 	mu        sync.Mutex
-	sessions  map[uint64]*session // sessions in (or about to enter) live mode
-	tree      *plumtree.Tree[uint64, Hash]
-	recent    recentOps   // what a graft may ask for
-	tickTimer *time.Timer // runs the tree's Tick at its next deadline
-	tickAt    time.Time   // when tickTimer fires; zero when it is stopped
+	sessions  map[uint64]*session                     // sessions in (or about to enter) live mode
+	tree      *plumtree.Tree[uint64, PublicKey, Hash] // a tree per author
+	recent    recentOps                               // what a graft may ask for
+	tickTimer *time.Timer                             // runs the tree's Tick at its next deadline
+	tickAt    time.Time                               // when tickTimer fires; zero when it is stopped
 }
 
 // origin says where inserted operations come from: a session (0 for this node's own
@@ -93,7 +93,7 @@ func NewManager(store Store, topic topics.Topic, opts ...ManagerOption) *Manager
 	for _, o := range opts {
 		o(m)
 	}
-	m.tree = plumtree.New[uint64, Hash](plumtree.Config{}, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	m.tree = plumtree.New[uint64, PublicKey, Hash](plumtree.Config{}, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	m.pending = newPendingOps(m.pendingMaxOps, m.pendingMaxSize)
 	m.log = m.log.With("component", "logsync", "topic", topic.Short())
 	return m
@@ -150,14 +150,14 @@ func (m *Manager) ingest(ctx context.Context, entries []Entry, from origin) ([]E
 
 func (m *Manager) insertLocked(ctx context.Context, entries []Entry, from origin) ([]Entry, error) {
 	var fresh []Entry
-	var dups []Hash // live pushes of operations stored before: the tree prunes their link
+	var dups []Entry // live pushes of operations stored before: the tree prunes their link
 	sort := func(entries []Entry, inserted []bool) {
 		for i, ok := range inserted {
 			switch {
 			case ok:
 				fresh = append(fresh, entries[i])
 			case from.live:
-				dups = append(dups, entries[i].Op.Hash())
+				dups = append(dups, entries[i])
 			}
 		}
 	}
@@ -230,7 +230,7 @@ func (m *Manager) associateLocked(ctx context.Context, entries []Entry) error {
 // spread hands new operations to the broadcast tree, and reports live duplicates to it.
 // An operation that arrived as a live push travels on from its sender's link; any other
 // (published here, caught up, or unparked) is spread as this node's own.
-func (m *Manager) spread(fresh []Entry, dups []Hash, from origin) {
+func (m *Manager) spread(fresh, dups []Entry, from origin) {
 	if len(fresh) == 0 && len(dups) == 0 {
 		return
 	}
@@ -239,25 +239,31 @@ func (m *Manager) spread(fresh []Entry, dups []Hash, from origin) {
 	// Only a link other than the one they came from can push or graft them.
 	others := len(m.sessions) > 1 || (len(m.sessions) == 1 && m.sessions[from.session] == nil)
 	for _, e := range fresh {
-		id := e.Op.Hash()
+		id, author := e.Op.Hash(), e.Op.Header.PublicKey
 		if others {
 			m.recent.add(id, e)
 		}
 		if from.live {
-			m.applyLocked(m.tree.Receive(from.session, id, true))
+			m.applyLocked(m.tree.Receive(from.session, author, id, true))
 		} else {
-			m.applyLocked(m.tree.Originate(id, from.session))
+			m.applyLocked(m.tree.Originate(author, id, from.session))
 		}
 	}
-	for _, id := range dups {
-		m.applyLocked(m.tree.Receive(from.session, id, false))
+	for _, e := range dups {
+		m.duplicateLocked(from.session, e.Op.Header.PublicKey, e.Op.Hash())
 	}
 	m.scheduleLocked()
 }
 
-// duplicate reports a live push from s of an operation stored before.
-func (m *Manager) duplicate(s *session, id Hash) {
-	m.spread(nil, []Hash{id}, origin{session: s.info.ID, live: true})
+// duplicate reports a live push from s of an operation by author stored before.
+func (m *Manager) duplicate(s *session, author PublicKey, id Hash) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.duplicateLocked(s.info.ID, author, id)
+}
+
+func (m *Manager) duplicateLocked(session uint64, author PublicKey, id Hash) {
+	m.applyLocked(m.tree.Receive(session, author, id, false))
 }
 
 // announced handles an Announce from s: the tree waits for the operations this node
@@ -290,23 +296,25 @@ func (m *Manager) announced(ctx context.Context, s *session, ids []Hash) error {
 func (m *Manager) grafted(s *session, ids []Hash) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.tree.Grafted(s.info.ID)
 	for _, id := range ids {
 		if e, ok := m.recent.get(id); ok {
+			m.tree.Grafted(s.info.ID, e.Op.Header.PublicKey)
 			s.enqueue(liveItem{kind: kindLive, entry: e, answer: true})
 		}
 	}
 }
 
-// pruned handles a Prune from s: s's link leaves the tree.
-func (m *Manager) pruned(s *session) {
+// pruned handles a Prune from s: s's link leaves the trees of these authors.
+func (m *Manager) pruned(s *session, authors []PublicKey) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.tree.Pruned(s.info.ID)
+	for _, a := range authors {
+		m.tree.Pruned(s.info.ID, a)
+	}
 }
 
 // applyLocked queues the tree's actions on their sessions.
-func (m *Manager) applyLocked(acts []plumtree.Action[uint64, Hash]) {
+func (m *Manager) applyLocked(acts []plumtree.Action[uint64, PublicKey, Hash]) {
 	for _, a := range acts {
 		s, ok := m.sessions[a.Peer]
 		if !ok {
@@ -322,7 +330,7 @@ func (m *Manager) applyLocked(acts []plumtree.Action[uint64, Hash]) {
 		case plumtree.Graft:
 			s.enqueue(liveItem{kind: kindGraft, id: a.ID})
 		case plumtree.Prune:
-			s.enqueue(liveItem{kind: kindPrune})
+			s.enqueue(liveItem{kind: kindPrune, author: a.Source})
 		}
 	}
 }
@@ -368,10 +376,11 @@ func (m *Manager) unregister(s *session) {
 	}
 }
 
-// LiveStats describes the broadcast tree of a manager's live sessions.
+// LiveStats describes the broadcast trees (one per author) over a manager's live sessions.
 type LiveStats struct {
-	Sessions    int    // live sessions (the tree's links)
-	EagerLinks  int    // links operations are pushed over in full
+	Sessions    int    // live sessions (the trees' links)
+	Authors     int    // authors whose tree leaves some links out
+	LazyLinks   int    // (author, link) pairs over which operations are only announced
 	Missing     int    // announced operations awaited
 	Pruned      uint64 // duplicates received, each answered with a Prune
 	Grafted     uint64 // grafts sent for announced operations that did not arrive
@@ -382,9 +391,9 @@ type LiveStats struct {
 func (m *Manager) LiveStats() LiveStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	all, eager := m.tree.Peers()
+	peers, authors, lazy := m.tree.Peers()
 	st := m.tree.Stats()
-	return LiveStats{Sessions: all, EagerLinks: eager, Missing: m.tree.Missing(), Pruned: st.Pruned, Grafted: st.Grafted, Unannounced: st.Unannounced}
+	return LiveStats{Sessions: peers, Authors: authors, LazyLinks: lazy, Missing: m.tree.Missing(), Pruned: st.Pruned, Grafted: st.Grafted, Unannounced: st.Unannounced}
 }
 
 // recentOps keeps the operations spread lately, which pushes and grafts send, within a

@@ -51,9 +51,10 @@ func newSession(m *Manager, info syncproto.SessionInfo) *session {
 // liveItem is one thing for a live session to send: an operation in full (Live), an id to
 // announce, a graft or a prune.
 type liveItem struct {
-	kind  uint64 // kindLive, kindAnnounce, kindGraft or kindPrune
-	entry Entry  // kindLive
-	id    Hash   // kindAnnounce, kindGraft
+	kind   uint64    // kindLive, kindAnnounce, kindGraft or kindPrune
+	entry  Entry     // kindLive
+	id     Hash      // kindAnnounce, kindGraft
+	author PublicKey // kindPrune
 	// answer marks an operation sent because the peer grafted it: it goes even though
 	// its id already crossed the link (we announced it).
 	answer bool
@@ -281,7 +282,7 @@ func (s *session) sendLive(ctx context.Context, conn syncproto.Conn) error {
 			}
 		case kindPrune:
 			if err = writeAnnounce(); err == nil {
-				err = s.writeMsg(conn, kindPrune, pruneMsg{})
+				err = s.writeIDs(conn, kindPrune, []Hash{Hash(it.author)})
 			}
 		}
 		if err != nil {
@@ -346,9 +347,25 @@ func (s *session) alreadyHave(ctx context.Context, op rawOp) (bool, error) {
 	if has {
 		s.itemsRecv.Add(1)
 		s.bytesRecv.Add(uint64(len(op.header) + len(op.body)))
-		s.m.duplicate(s, id)
+		if author, ok := storedAuthor(op.header); ok {
+			s.m.duplicate(s, author, id)
+		}
 	}
 	return has, nil
+}
+
+// storedAuthor reads the author of a header this node stores byte for byte (found by its
+// hash), so it is known to be well formed.
+func storedAuthor(header []byte) (PublicKey, bool) {
+	var author PublicKey
+	p := headerParser{data: header}
+	if major, _, err := p.head(); err != nil || major != 4 {
+		return author, false
+	}
+	if _, err := p.uint("version"); err != nil {
+		return author, false
+	}
+	return author, p.bytes("public key", author[:]) == nil
 }
 
 // rawOp is an operation as received, before verification.
@@ -466,7 +483,7 @@ func (s *session) receive(ctx context.Context, conn syncproto.Conn, remoteHave c
 		case kindGraft:
 			s.m.grafted(s, msg.(idsMsg).hashes())
 		case kindPrune:
-			s.m.pruned(s)
+			s.m.pruned(s, msg.(idsMsg).authors())
 		default:
 			return fmt.Errorf("%w: expected a live message, got kind %d", ErrProtocol, kind)
 		}

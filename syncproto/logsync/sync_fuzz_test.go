@@ -24,8 +24,8 @@ func FuzzDecodeSyncMessage(f *testing.F) {
 		{kindChunk, chunkMsg{Data: []byte{1, 2, 3}}},
 		{kindDone, doneMsg{}},
 		{kindAnnounce, idsMsg{IDs: [][]byte{make([]byte, 32), bytes.Repeat([]byte{7}, 32)}}},
-		{kindGraft, idsMsg{IDs: [][]byte{}}},
-		{kindPrune, pruneMsg{}},
+		{kindGraft, idsMsg{IDs: [][]byte{bytes.Repeat([]byte{8}, 32)}}},
+		{kindPrune, idsMsg{IDs: [][]byte{bytes.Repeat([]byte{9}, 32)}}},
 	}
 	for _, s := range seeds {
 		b, err := encodeMessage(s.kind, s.msg)

@@ -15,10 +15,11 @@ import (
 // Bodies travel in chunks so that an operation of any permitted size fits the sync frame
 // limit: Op and Live carry the header and the first part of the body, Chunk frames the rest.
 //
-// Live mode spreads new operations with Plumtree (internal/plumtree): in full (Live) along
-// the links of a spanning tree, and only as ids (Announce) along the others. Graft asks for
-// announced operations that did not arrive and puts the link in the tree; Prune, sent for
-// a duplicate, takes it out.
+// Live mode spreads new operations with Plumtree (internal/plumtree), a tree per author: in
+// full (Live) along the links of the author's spanning tree, and only as ids (Announce)
+// along the others. Graft asks for announced operations that did not arrive and puts the
+// link in their author's tree; Prune, sent for a duplicate, names the authors whose trees
+// the link leaves.
 const (
 	kindHave     = 1
 	kindPreSync  = 2
@@ -91,15 +92,12 @@ type doneMsg struct {
 	_ struct{} `cbor:",toarray"`
 }
 
-// idsMsg is an Announce (operations the sender holds) or a Graft (operations the sender
-// asks for; it may be empty, then it only puts the link in the tree).
+// idsMsg is an Announce (operations the sender holds), a Graft (operations the sender asks
+// for) or a Prune (authors whose operations the sender no longer wants pushed). The ids are
+// 32 bytes: operation hashes or authors' public keys.
 type idsMsg struct {
 	_   struct{} `cbor:",toarray"`
 	IDs [][]byte
-}
-
-type pruneMsg struct {
-	_ struct{} `cbor:",toarray"`
 }
 
 // hashes returns the ids of an Announce or Graft, which checkMessage has sized.
@@ -107,6 +105,15 @@ func (m idsMsg) hashes() []Hash {
 	out := make([]Hash, len(m.IDs))
 	for i, id := range m.IDs {
 		out[i] = Hash(id)
+	}
+	return out
+}
+
+// authors returns the ids of a Prune.
+func (m idsMsg) authors() []PublicKey {
+	out := make([]PublicKey, len(m.IDs))
+	for i, id := range m.IDs {
+		out[i] = PublicKey(id)
 	}
 	return out
 }
@@ -174,6 +181,12 @@ func kindName(kind uint64) string {
 		return "op"
 	case kindChunk:
 		return "chunk"
+	case kindAnnounce:
+		return "announce"
+	case kindGraft:
+		return "graft"
+	case kindPrune:
+		return "prune"
 	}
 	return fmt.Sprint("kind ", kind)
 }
@@ -216,19 +229,13 @@ func decodeGeneric(frame []byte) (kind uint64, msg any, err error) {
 			return 0, nil, fmt.Errorf("%w: done: %w", ErrProtocol, err)
 		}
 		msg = m
-	case kindAnnounce, kindGraft:
+	case kindAnnounce, kindGraft, kindPrune:
 		var m idsMsg
 		if err := codec.Unmarshal(t.Body, &m); err != nil {
 			return 0, nil, fmt.Errorf("%w: ids: %w", ErrProtocol, err)
 		}
-		if t.Kind == kindAnnounce && len(m.IDs) == 0 {
-			return 0, nil, fmt.Errorf("%w: empty announce", ErrProtocol)
-		}
-		msg = m
-	case kindPrune:
-		var m pruneMsg
-		if err := codec.Unmarshal(t.Body, &m); err != nil {
-			return 0, nil, fmt.Errorf("%w: prune: %w", ErrProtocol, err)
+		if len(m.IDs) == 0 {
+			return 0, nil, fmt.Errorf("%w: %s without ids", ErrProtocol, kindName(t.Kind))
 		}
 		msg = m
 	default:
