@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/lfnet/lfnet/syncproto"
 	"github.com/lfnet/lfnet/topics"
 )
 
@@ -172,5 +173,30 @@ func TestRecentOpsBudget(t *testing.T) {
 	}
 	if len(r.byID) != 3 || len(r.order)-r.head != 3 || cap(r.order) > 2*3+8 {
 		t.Fatalf("after 2,000 adds: %d kept, queue %d long (cap %d)", len(r.byID), len(r.order)-r.head, cap(r.order))
+	}
+}
+
+// A graft is answered once per operation and link, however often the peer asks.
+func TestRepeatedGraftIsAnsweredOnce(t *testing.T) {
+	nodes := liveMesh(t, 2)
+	a, b := nodes[0], nodes[1]
+	op, err := a.mgr.Append(context.Background(), a.key, 0, []byte("asked for twice"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the operation at b", func() bool {
+		has, err := b.store.Has(context.Background(), op.Hash())
+		return err == nil && has
+	})
+	// A session that is not running, so that its queue shows every send.
+	s := newSession(a.mgr, syncproto.SessionInfo{ID: 1 << 60, Remote: b.h.ID(), Live: true})
+	ids := make([]Hash, 100)
+	for i := range ids {
+		ids[i] = op.Hash()
+	}
+	a.mgr.grafted(s, ids)
+	a.mgr.grafted(s, ids)
+	if n := len(s.live); n != 1 {
+		t.Fatalf("%d sends queued for 200 grafts of one operation, want 1", n)
 	}
 }

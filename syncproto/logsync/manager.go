@@ -297,7 +297,7 @@ func (m *Manager) grafted(s *session, ids []Hash) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, id := range ids {
-		if e, ok := m.recent.get(id); ok {
+		if e, ok := m.recent.get(id); ok && !s.markAnswered(id) {
 			m.tree.Grafted(s.info.ID, e.Op.Header.PublicKey)
 			s.enqueue(liveItem{kind: kindLive, entry: e, answer: true})
 		}

@@ -32,7 +32,7 @@ type session struct {
 	cancel context.CancelCauseFunc
 
 	seenMu sync.Mutex
-	seen   map[Hash]struct{} // operations sent or received on this link
+	seen   map[Hash]linkMark // what crossed this link, per operation
 
 	itemsSent, bytesSent atomic.Uint64
 	itemsRecv, bytesRecv atomic.Uint64
@@ -41,7 +41,7 @@ type session struct {
 }
 
 func newSession(m *Manager, info syncproto.SessionInfo) *session {
-	s := &session{m: m, info: info, seen: make(map[Hash]struct{})}
+	s := &session{m: m, info: info, seen: make(map[Hash]linkMark)}
 	if info.Live {
 		s.live = make(chan liveItem, m.liveQueue)
 	}
@@ -60,17 +60,33 @@ type liveItem struct {
 	answer bool
 }
 
+// linkMark records what of an operation crossed a link.
+type linkMark uint8
+
+const (
+	markCrossed  linkMark = 1 << iota // sent, received or announced either way
+	markAnswered                      // sent in answer to a graft
+)
+
 // markSeen records that op crossed this link and reports whether it had already.
-func (s *session) markSeen(h Hash) (already bool) {
+func (s *session) markSeen(h Hash) (already bool) { return s.mark(h, markCrossed) }
+
+// markAnswered records that op was sent to answer a graft and reports whether it had been
+// already: each operation answers at most one graft per link, so that a peer cannot make
+// this node send a body again and again by asking for it.
+func (s *session) markAnswered(h Hash) (already bool) { return s.mark(h, markAnswered) }
+
+func (s *session) mark(h Hash, m linkMark) (already bool) {
 	s.seenMu.Lock()
 	defer s.seenMu.Unlock()
-	if _, ok := s.seen[h]; ok {
+	old, ok := s.seen[h]
+	if old&m != 0 {
 		return true
 	}
-	if len(s.seen) >= seenLimit {
+	if !ok && len(s.seen) >= seenLimit {
 		clear(s.seen)
 	}
-	s.seen[h] = struct{}{}
+	s.seen[h] = old | m
 	return false
 }
 
