@@ -16,4 +16,10 @@
 // is a chain: seq numbers 0, 1, 2, ... with each operation's backlink naming the previous
 // one. Stores (LogStore, TopicStore; NewMemStore, NewBoltStore) only ever accept operations
 // that extend such a chain, so nothing invalid lands in a store.
+//
+// A Manager runs the log sync protocol for one topic: sessions catch up with what a
+// neighbour lacks and, in live mode, stay open. New operations then spread over the live
+// sessions with Plumtree, one broadcast tree per author: in full along the tree's links,
+// as ids along the others, so that each node receives each operation about once; a
+// missing operation is fetched from a neighbour that announced it.
 package logsync
