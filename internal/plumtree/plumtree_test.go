@@ -39,20 +39,27 @@ func TestNewPeersAreEagerAndOriginatePushesToThem(t *testing.T) {
 	}
 }
 
-func TestDuplicatePrunesOnlyItsSourcesTree(t *testing.T) {
+func TestDuplicatePrunesItsSourcesTreeAndTheSharedOne(t *testing.T) {
+	const srcC = 300
 	tr := newTree(Config{})
 	for p := 1; p <= 3; p++ {
 		tr.AddPeer(p)
 	}
-	if acts := tr.Receive(1, srcA, 10, true); len(acts) != 2 {
+	if acts := tr.Receive(1, srcB, 9, true); len(acts) != 2 { // srcB gets its own tree
 		t.Fatalf("fresh message forwarded as %v, want pushes to 2 and 3", acts)
 	}
+	tr.Receive(1, srcA, 10, true)
 	acts := tr.Receive(2, srcA, 10, false)
 	if len(acts) != 1 || acts[0] != (Action[int, int, int]{Kind: Prune, Peer: 2, Source: srcA}) {
 		t.Fatalf("duplicate answered with %v, want a prune of 2 for srcA", acts)
 	}
-	if tr.IsEager(2, srcA) || !tr.IsEager(2, srcB) {
-		t.Fatal("a duplicate of srcA's must take the link out of srcA's tree only")
+	switch {
+	case tr.IsEager(2, srcA):
+		t.Fatal("a duplicate of srcA's left the link in srcA's tree")
+	case !tr.IsEager(2, srcB):
+		t.Fatal("a duplicate of srcA's took the link out of srcB's own tree")
+	case tr.IsEager(2, srcC):
+		t.Fatal("a source without a tree of its own must follow the shared tree, which lost the link")
 	}
 	got := kinds(tr.Originate(srcA, 11, 0))
 	if got[1] != Push || got[2] != Announce || got[3] != Push {
@@ -73,8 +80,8 @@ func TestDuplicatePrunesOnlyItsSourcesTree(t *testing.T) {
 	if !tr.IsEager(2, srcA) {
 		t.Fatal("a fresh message from a lazy link must put it back in the tree")
 	}
-	if peers, sources, lazy := tr.Peers(); peers != 3 || sources != 0 || lazy != 0 {
-		t.Fatalf("Peers = %d, %d, %d; want 3 peers, no lazy link left", peers, sources, lazy)
+	if peers, sources, lazy := tr.Peers(); peers != 3 || sources != 2 || lazy != 0 {
+		t.Fatalf("Peers = %d, %d, %d; want 3 peers, 2 sources with a tree (srcA, srcB), no lazy link left", peers, sources, lazy)
 	}
 }
 
@@ -86,17 +93,14 @@ func TestSourcesAreBounded(t *testing.T) {
 		tr.Pruned(1, src)
 	}
 	if _, sources, _ := tr.Peers(); sources != 2 {
-		t.Fatalf("%d sources tracked, limit 2", sources)
-	}
-	if tr.IsEager(1, 4) || !tr.IsEager(1, 0) {
-		t.Fatal("the newest source must keep its pruned link, the oldest start over")
+		t.Fatalf("%d sources with a tree of their own, limit 2", sources)
 	}
 	tr.RemovePeer(1)
-	if _, sources, lazy := tr.Peers(); sources != 0 || lazy != 0 {
-		t.Fatalf("a removed peer left %d sources, %d lazy links", sources, lazy)
+	if _, _, lazy := tr.Peers(); lazy != 0 || len(tr.shared) != 0 {
+		t.Fatalf("a removed peer left %d lazy links (%d shared)", lazy, len(tr.shared))
 	}
 	tr.Pruned(9, srcA) // not a neighbour
-	if _, sources, _ := tr.Peers(); sources != 0 {
+	if _, sources, _ := tr.Peers(); sources != 2 {
 		t.Fatal("a prune from a stranger was recorded")
 	}
 }
@@ -422,23 +426,25 @@ func TestSimulatedTreeDeliversEverythingWithAboutOneCopy(t *testing.T) {
 	}
 }
 
-// A source's first message reaches every node over every link it can take (as eager push
-// would): the price of a tree per source.
-func TestSimulatedFirstMessageOfASourceFloods(t *testing.T) {
+// The very first message reaches every node over every link (all links start eager);
+// later sources' first messages follow the tree the earlier ones shaped.
+func TestSimulatedNewSourcesFollowTheSharedTree(t *testing.T) {
 	s := newSim(200, 6, 5)
 	s.sources = []int{17}
 	first := s.broadcastEvery(t, 0, 1, time.Second)
 	second := s.broadcastEvery(t, 1, 1, time.Second)
-	t.Logf("copies per delivery: first message %.3f, second %.3f", first, second)
-	if first < 2 || second > 1.05 {
-		t.Fatalf("copies per delivery: first message %.3f (want a flood), second %.3f (want 1)", first, second)
+	s.sources = s.rng.Perm(200)[:50]
+	newcomers := s.broadcastEvery(t, 2, 50, time.Second) // mostly first messages
+	t.Logf("copies per delivery: first message %.3f, second %.3f, first messages of 50 new sources %.3f", first, second, newcomers)
+	if first < 2 || second > 1.05 || newcomers > 1.05 {
+		t.Fatalf("copies per delivery: first message %.3f (want a flood), second %.3f (want 1), new sources %.3f (want 1)", first, second, newcomers)
 	}
 }
 
 // Every node publishes, 10 ms apart network-wide, with queueing delays of up to 50 ms per
 // message on 1-3 ms links: many messages of many sources in flight at once, which breaks
 // a tree shared by all sources into fragments (1.6 copies and a graft for every third
-// delivery in this setting). Per source it stays close to one copy.
+// delivery in this setting). Trees per source keep it close to one copy.
 func TestSimulatedTreesUnderConcurrentSourcesAndJitter(t *testing.T) {
 	s := newSimLatency(100, 5, 4, time.Millisecond, 3*time.Millisecond)
 	s.jitter = 50 * time.Millisecond
@@ -447,8 +453,8 @@ func TestSimulatedTreesUnderConcurrentSourcesAndJitter(t *testing.T) {
 	copies := s.broadcastEvery(t, 1000, 300, 10*time.Millisecond)
 	perDelivery := float64(sumGrafts(s)-grafts) / float64(300*99)
 	t.Logf("copies per delivery %.3f, grafts per delivery %.4f", copies, perDelivery)
-	if copies > 1.2 || perDelivery > 0.05 {
-		t.Errorf("copies per delivery %.3f (want < 1.2), grafts per delivery %.4f (want < 0.05)", copies, perDelivery)
+	if copies > 1.2 || perDelivery > 0.1 {
+		t.Errorf("copies per delivery %.3f (want < 1.2), grafts per delivery %.4f (want < 0.1)", copies, perDelivery)
 	}
 }
 
