@@ -300,7 +300,7 @@ func verifySignature(headerBytes []byte, h *Header) bool {
 	msg = append(msg, headerBytes[0]-1)
 	msg = append(msg, headerBytes[1:sigStart]...)
 	msg = append(msg, headerBytes[sigEnd:]...)
-	return ed25519.Verify(h.PublicKey[:], msg, h.Signature[:])
+	return verifyEd25519(&h.PublicKey, msg, &h.Signature)
 }
 
 // headerParser reads the elements of a header with codec.Scanner, which checks every head
