@@ -262,8 +262,9 @@ func (s *BoltStore) InsertBatch(ctx context.Context, entries []Entry) ([]bool, e
 		// A batch usually extends one log many times: its head is read once and written
 		// once, at the end, instead of for every entry.
 		heads := make(map[LogRef]*logHead)
+		authors := make(map[PublicKey]*authorLogs)
 		for i, e := range entries {
-			ok, err := b.insert(e, heads)
+			ok, err := b.insert(e, heads, authors)
 			if err != nil {
 				return &BatchError{Index: i, Err: err}
 			}
@@ -286,20 +287,83 @@ func (s *BoltStore) InsertBatch(ctx context.Context, entries []Entry) ([]bool, e
 	return inserted, nil
 }
 
+// maxLogsChecked bounds how many other logs of an author insert looks into for a copy of
+// the operation; beyond it, the hash index answers (one random lookup instead).
+const maxLogsChecked = 8
+
+// authorLogs is what a write transaction learned about one author's logs.
+type authorLogs struct {
+	ids []uint64 // log ids, including logs started in this transaction
+	// many: more than maxLogsChecked logs, so ids is incomplete and the index is asked.
+	many bool
+}
+
+// logsOf returns the author's logs, read once per transaction.
+func (b boltBuckets) logsOf(author PublicKey, authors map[PublicKey]*authorLogs) *authorLogs {
+	if a, ok := authors[author]; ok {
+		return a
+	}
+	a := &authorLogs{}
+	c := b.heads.Cursor()
+	for k, _ := c.Seek(author[:]); k != nil && bytes.HasPrefix(k, author[:]); k, _ = c.Next() {
+		if len(k) != logKeyLen {
+			continue // not a log key; decodeHead reports corrupt heads where they are read
+		}
+		if len(a.ids) == maxLogsChecked {
+			a.many = true
+			break
+		}
+		a.ids = append(a.ids, binary.BigEndian.Uint64(k[len(author):]))
+	}
+	authors[author] = a
+	return a
+}
+
+// storedIn returns the log that already holds op (the operation id covers author and seq
+// num, so only the author's logs at that seq num can), or false. Looking in the logs
+// themselves costs nothing for an author with one log, where the random-key hash index
+// costs a B-tree search into pages no other operation of the batch touches.
+func (b boltBuckets) storedIn(log LogRef, op *Operation, authors map[PublicKey]*authorLogs) (LogRef, bool, error) {
+	a := b.logsOf(log.Author, authors)
+	if a.many {
+		v := b.byHash.Get(op.hash[:])
+		if v == nil {
+			return LogRef{}, false, nil
+		}
+		stored, _, err := decodeLoc(v)
+		return stored, err == nil, err
+	}
+	for _, id := range a.ids {
+		other := LogRef{Author: log.Author, LogID: id}
+		v := b.entries.Get(entryKey(other, op.Header.SeqNum))
+		if v == nil {
+			continue
+		}
+		if len(v) < len(Hash{}) {
+			return LogRef{}, false, fmt.Errorf("%w: entry of %d bytes", ErrCorrupt, len(v))
+		}
+		if Hash(v[:len(Hash{})]) == op.hash {
+			return other, true, nil
+		}
+	}
+	return LogRef{}, false, nil
+}
+
 // insert adds one entry inside a write transaction; bbolt shows a transaction its own
 // writes, so later entries of a batch see earlier ones. heads holds the heads of the logs
-// this transaction changed, which the caller writes before committing.
-func (b boltBuckets) insert(e Entry, heads map[LogRef]*logHead) (bool, error) {
+// this transaction changed, which the caller writes before committing; authors caches
+// each author's logs for storedIn.
+func (b boltBuckets) insert(e Entry, heads map[LogRef]*logHead, authors map[PublicKey]*authorLogs) (bool, error) {
 	op := e.Op
 	if err := checkInsertable(op); err != nil {
 		return false, err
 	}
 	log := op.Log(e.LogID)
-	if v := b.byHash.Get(op.hash[:]); v != nil {
-		stored, _, err := decodeLoc(v)
-		if err != nil {
-			return false, err
-		}
+	stored, found, err := b.storedIn(log, op, authors)
+	if err != nil {
+		return false, err
+	}
+	if found {
 		return false, alreadyIn(log, stored, op)
 	}
 	head, changed := heads[log]
@@ -315,6 +379,13 @@ func (b boltBuckets) insert(e Entry, heads map[LogRef]*logHead) (bool, error) {
 	}
 	if head == nil {
 		head = &logHead{}
+		if a := authors[log.Author]; !a.many {
+			if len(a.ids) == maxLogsChecked {
+				a.many = true
+			} else {
+				a.ids = append(a.ids, log.LogID)
+			}
+		}
 	}
 	heads[log] = head
 	head.height = op.Header.SeqNum + 1

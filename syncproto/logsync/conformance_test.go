@@ -327,6 +327,30 @@ func confSameOperationOtherLog(t *testing.T, s Store) {
 	if _, ok := heightOf(t, s, logA2); ok {
 		t.Fatal("log A/2 created by a rejected insert")
 	}
+	// Within one batch, and for an author with more logs than a store may look into one by
+	// one (BoltStore asks its hash index then).
+	for _, logs := range []uint64{3, 12} {
+		salt := fmt.Sprintf("many%d", logs)
+		var batch []Entry
+		base := 100 * logs // keyB's logs of this round only
+		for id := base; id < base+logs; id++ {
+			batch = append(batch, Entry{chain(t, keyB, nil, 1, fmt.Sprint(salt, id))[0], id})
+		}
+		dup := batch[1].Op
+		if _, err := s.InsertBatch(ctx, append(batch, Entry{dup, base + 99})); !errors.Is(err, ErrBrokenChain) {
+			t.Fatalf("%d logs: same operation in a new log of the batch: %v", logs, err)
+		}
+		if _, err := s.InsertBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Insert(ctx, dup, base+99)
+		wantChainErr(t, err, ErrBrokenChain)
+		_, err = s.Insert(ctx, batch[len(batch)-1].Op, base)
+		wantChainErr(t, err, ErrBrokenChain)
+		if ok, err := s.Insert(ctx, dup, base+1); ok || err != nil {
+			t.Fatalf("%d logs: re-insert into its own log: %t, %v", logs, ok, err)
+		}
+	}
 }
 
 func confLogsIndependent(t *testing.T, s Store) {
