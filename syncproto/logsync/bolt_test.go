@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -279,7 +280,7 @@ func verifyCrashStore(t *testing.T, path string) map[LogRef]uint64 {
 	}
 	// No index entry without its operation and none missing.
 	err = s.db.View(func(tx *bbolt.Tx) error {
-		if e, h := uint64(tx.Bucket(bucketEntries).Stats().KeyN), uint64(tx.Bucket(bucketByHash).Stats().KeyN); e != total || h != total {
+		if e, h := uint64(tx.Bucket(bucketEntries).Stats().KeyN), indexedIDs(t, tx); e != total || h != total {
 			return fmt.Errorf("%d entries and %d hash index entries, %d operations in logs", e, h, total)
 		}
 		return nil
@@ -388,4 +389,23 @@ func TestEntryBufferMatchesEncodeEntry(t *testing.T) {
 			t.Fatalf("body of %d bytes: entry layout differs from encodeEntry", size)
 		}
 	}
+}
+
+// indexedIDs counts the ids in the hash index's runs, checking each run's recorded size.
+func indexedIDs(t *testing.T, tx *bbolt.Tx) uint64 {
+	t.Helper()
+	var total uint64
+	sizes := tx.Bucket(bucketHashRunSizes)
+	err := tx.Bucket(bucketHashRuns).ForEachBucket(func(k []byte) error {
+		n := uint64(tx.Bucket(bucketHashRuns).Bucket(k).Stats().KeyN)
+		if v := sizes.Get(k); v == nil || binary.BigEndian.Uint64(v) != n {
+			return fmt.Errorf("run %x holds %d ids, its size says %x", k, n, v)
+		}
+		total += n
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total
 }

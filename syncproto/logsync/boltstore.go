@@ -19,13 +19,24 @@ var (
 	// entries: author | log id | seq num (big endian, so a log is one ordered key range)
 	// -> id | uvarint header length | header | body.
 	bucketEntries = []byte("logsync/entries")
-	// byhash: id -> author | log id | seq num, the key of the entry.
-	bucketByHash = []byte("logsync/byhash")
+	// hashruns: run number -> bucket of id -> author | log id | seq num, the key of the
+	// entry (the by-hash index, see hashindex.go).
+	bucketHashRuns = []byte("logsync/hashruns")
+	// hashrunsizes: run number -> number of ids in the run.
+	bucketHashRunSizes = []byte("logsync/hashrunsizes")
 	// heads: author | log id -> height | latest id | seq num of the oldest stored entry.
 	bucketHeads = []byte("logsync/heads")
 	// topics: topic | author | log id -> nothing.
 	bucketTopics = []byte("logsync/topics")
+	// meta: "format" -> the format version; "next-run" -> the next hash index run number.
+	bucketMeta = []byte("logsync/meta")
+
+	metaFormat = []byte("format")
 )
+
+// boltFormat is the version of the layout above. Format 1 (no meta bucket) kept the
+// by-hash index in one bucket, "logsync/byhash".
+const boltFormat = 2
 
 const (
 	entriesFillPercent = 1.0
@@ -49,7 +60,10 @@ var _ Store = (*BoltStore)(nil)
 // Close leaves the database open for its owner.
 func NewBoltStore(db *bbolt.DB) (*BoltStore, error) {
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketEntries, bucketByHash, bucketHeads, bucketTopics} {
+		if err := checkFormat(tx); err != nil {
+			return err
+		}
+		for _, name := range [][]byte{bucketEntries, bucketHashRuns, bucketHashRunSizes, bucketHeads, bucketTopics} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -60,6 +74,30 @@ func NewBoltStore(db *bbolt.DB) (*BoltStore, error) {
 		return nil, fmt.Errorf("logsync: bolt store: %w", err)
 	}
 	return &BoltStore{db: db}, nil
+}
+
+// checkFormat refuses a database whose logsync buckets have another layout, and marks a
+// new one with boltFormat.
+func checkFormat(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if tx.Bucket(bucketEntries) != nil {
+			return &FormatError{Found: 1, Want: boltFormat}
+		}
+		var err error
+		if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucketMeta, err)
+		}
+		return meta.Put(metaFormat, binary.BigEndian.AppendUint64(nil, boltFormat))
+	}
+	v := meta.Get(metaFormat)
+	if len(v) != 8 {
+		return fmt.Errorf("%w: format version of %d bytes", ErrCorrupt, len(v))
+	}
+	if got := binary.BigEndian.Uint64(v); got != boltFormat {
+		return &FormatError{Found: got, Want: boltFormat}
+	}
+	return nil
 }
 
 // BoltOptions are the bbolt options OpenBoltStore uses; callers that open a shared database
@@ -204,17 +242,24 @@ func decodeLoc(v []byte) (LogRef, uint64, error) {
 }
 
 type boltBuckets struct {
-	entries, byHash, heads, topics *bbolt.Bucket
+	entries, heads, topics *bbolt.Bucket
+	byHash                 hashIndex
 }
 
 func buckets(tx *bbolt.Tx) (boltBuckets, error) {
 	b := boltBuckets{
 		entries: tx.Bucket(bucketEntries),
-		byHash:  tx.Bucket(bucketByHash),
 		heads:   tx.Bucket(bucketHeads),
 		topics:  tx.Bucket(bucketTopics),
+		byHash: hashIndex{
+			runs:  tx.Bucket(bucketHashRuns),
+			sizes: tx.Bucket(bucketHashRunSizes),
+			meta:  tx.Bucket(bucketMeta),
+			cap:   mergeCap,
+		},
 	}
-	if b.entries == nil || b.byHash == nil || b.heads == nil || b.topics == nil {
+	if b.entries == nil || b.heads == nil || b.topics == nil || b.byHash.runs == nil ||
+		b.byHash.sizes == nil || b.byHash.meta == nil {
 		return b, fmt.Errorf("%w: buckets missing", ErrCorrupt)
 	}
 	// A log's entries are only ever appended at the end of its key range, so a page that
@@ -261,14 +306,21 @@ func (s *BoltStore) InsertBatch(ctx context.Context, entries []Entry) ([]bool, e
 		}
 		// A batch usually extends one log many times: its head is read once and written
 		// once, at the end, instead of for every entry.
-		heads := make(map[LogRef]*logHead)
-		authors := make(map[PublicKey]*authorLogs)
+		w := batchWrite{
+			heads:   make(map[LogRef]*logHead),
+			authors: make(map[PublicKey]*authorLogs),
+			indexed: make(map[Hash][]byte, len(entries)),
+		}
 		for i, e := range entries {
-			ok, err := b.insert(e, heads, authors)
+			ok, err := b.insert(e, &w)
 			if err != nil {
 				return &BatchError{Index: i, Err: err}
 			}
 			inserted[i] = ok
+		}
+		heads := w.heads
+		if err := b.byHash.add(w.index); err != nil {
+			return err
 		}
 		for log, head := range heads {
 			if err := b.heads.Put(logKey(log), encodeHead(*head)); err != nil {
@@ -290,6 +342,18 @@ func (s *BoltStore) InsertBatch(ctx context.Context, entries []Entry) ([]bool, e
 // maxLogsChecked bounds how many other logs of an author insert looks into for a copy of
 // the operation; beyond it, the hash index answers (one random lookup instead).
 const maxLogsChecked = 8
+
+// batchWrite is what one InsertBatch transaction keeps between its inserts.
+type batchWrite struct {
+	// heads holds the heads of the logs this transaction changed, written at the end.
+	heads map[LogRef]*logHead
+	// authors caches each author's logs for storedIn.
+	authors map[PublicKey]*authorLogs
+	// index is the new ids, added to the hash index as one run at the end; indexed maps
+	// them to their entry keys for lookups before that.
+	index   []indexEntry
+	indexed map[Hash][]byte
+}
 
 // authorLogs is what a write transaction learned about one author's logs.
 type authorLogs struct {
@@ -323,12 +387,15 @@ func (b boltBuckets) logsOf(author PublicKey, authors map[PublicKey]*authorLogs)
 // num, so only the author's logs at that seq num can), or false. Looking in the logs
 // themselves costs nothing for an author with one log, where the random-key hash index
 // costs a B-tree search into pages no other operation of the batch touches.
-func (b boltBuckets) storedIn(log LogRef, op *Operation, authors map[PublicKey]*authorLogs) (LogRef, bool, error) {
-	a := b.logsOf(log.Author, authors)
+func (b boltBuckets) storedIn(log LogRef, op *Operation, w *batchWrite) (LogRef, bool, error) {
+	a := b.logsOf(log.Author, w.authors)
 	if a.many {
-		v := b.byHash.Get(op.hash[:])
+		v := w.indexed[op.hash]
 		if v == nil {
-			return LogRef{}, false, nil
+			var err error
+			if v, err = b.byHash.get(op.hash[:]); err != nil || v == nil {
+				return LogRef{}, false, err
+			}
 		}
 		stored, _, err := decodeLoc(v)
 		return stored, err == nil, err
@@ -350,23 +417,21 @@ func (b boltBuckets) storedIn(log LogRef, op *Operation, authors map[PublicKey]*
 }
 
 // insert adds one entry inside a write transaction; bbolt shows a transaction its own
-// writes, so later entries of a batch see earlier ones. heads holds the heads of the logs
-// this transaction changed, which the caller writes before committing; authors caches
-// each author's logs for storedIn.
-func (b boltBuckets) insert(e Entry, heads map[LogRef]*logHead, authors map[PublicKey]*authorLogs) (bool, error) {
+// writes, so later entries of a batch see earlier ones.
+func (b boltBuckets) insert(e Entry, w *batchWrite) (bool, error) {
 	op := e.Op
 	if err := checkInsertable(op); err != nil {
 		return false, err
 	}
 	log := op.Log(e.LogID)
-	stored, found, err := b.storedIn(log, op, authors)
+	stored, found, err := b.storedIn(log, op, w)
 	if err != nil {
 		return false, err
 	}
 	if found {
 		return false, alreadyIn(log, stored, op)
 	}
-	head, changed := heads[log]
+	head, changed := w.heads[log]
 	if !changed {
 		var err error
 		if head, err = b.head(log); err != nil {
@@ -379,7 +444,7 @@ func (b boltBuckets) insert(e Entry, heads map[LogRef]*logHead, authors map[Publ
 	}
 	if head == nil {
 		head = &logHead{}
-		if a := authors[log.Author]; !a.many {
+		if a := w.authors[log.Author]; !a.many {
 			if len(a.ids) == maxLogsChecked {
 				a.many = true
 			} else {
@@ -387,7 +452,7 @@ func (b boltBuckets) insert(e Entry, heads map[LogRef]*logHead, authors map[Publ
 			}
 		}
 	}
-	heads[log] = head
+	w.heads[log] = head
 	head.height = op.Header.SeqNum + 1
 	head.latest = op.hash
 	// bbolt keeps references to keys and values until commit, so each Put gets its own.
@@ -395,9 +460,8 @@ func (b boltBuckets) insert(e Entry, heads map[LogRef]*logHead, authors map[Publ
 	if err := b.entries.Put(key, encodeEntry(op)); err != nil {
 		return false, err
 	}
-	if err := b.byHash.Put(slices.Clone(op.hash[:]), slices.Clone(key)); err != nil {
-		return false, err
-	}
+	w.index = append(w.index, indexEntry{id: op.hash, key: key})
+	w.indexed[op.hash] = key
 	return true, nil
 }
 
@@ -422,8 +486,9 @@ func (s *BoltStore) view(ctx context.Context, fn func(b boltBuckets) error) erro
 func (s *BoltStore) Has(ctx context.Context, id Hash) (bool, error) {
 	var found bool
 	err := s.view(ctx, func(b boltBuckets) error {
-		found = b.byHash.Get(id[:]) != nil
-		return nil
+		key, err := b.byHash.get(id[:])
+		found = key != nil
+		return err
 	})
 	return found, err
 }
@@ -432,15 +497,14 @@ func (s *BoltStore) Has(ctx context.Context, id Hash) (bool, error) {
 func (s *BoltStore) Get(ctx context.Context, id Hash) (*Operation, bool, error) {
 	var op *Operation
 	err := s.view(ctx, func(b boltBuckets) error {
-		key := b.byHash.Get(id[:])
-		if key == nil {
-			return nil
+		key, err := b.byHash.get(id[:])
+		if err != nil || key == nil {
+			return err
 		}
 		v := b.entries.Get(key)
 		if v == nil {
 			return fmt.Errorf("%w: operation %s indexed but missing", ErrCorrupt, id)
 		}
-		var err error
 		op, err = decodeEntry(v)
 		return err
 	})
@@ -606,7 +670,7 @@ func (s *BoltStore) DeletePrefix(ctx context.Context, log LogRef, until uint64) 
 			}
 		}
 		for _, id := range ids {
-			if err := b.byHash.Delete(id); err != nil {
+			if err := b.byHash.delete(id); err != nil {
 				return err
 			}
 		}
