@@ -369,7 +369,7 @@ func TestBoltCrashChild(t *testing.T) {
 // A received operation read straight into the entry layout stores the same bytes as one
 // encoded on insert.
 func TestEntryBufferMatchesEncodeEntry(t *testing.T) {
-	for _, size := range []int{0, 1, 300, 200 << 10} {
+	for _, size := range []int{0, 1, 300, 200 << 10, bodyChunk, bodyChunk + 1, 1 << 20} {
 		op, err := NewOperation(keyA, nil, bodyPattern(size), nil, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -408,4 +408,44 @@ func indexedIDs(t *testing.T, tx *bbolt.Tx) uint64 {
 		t.Fatal(err)
 	}
 	return total
+}
+
+// TestBoltChunkedBodiesLeaveNothingBehind: pruning a log removes the chunks of its large
+// bodies along with their entries.
+func TestBoltChunkedBodiesLeaveNothingBehind(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenBoltStore(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ops []*Operation
+	var prev *Operation
+	for i := range 4 {
+		op, err := NewOperation(keyA, prev, bodyPattern(600<<10+i), nil, uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops, prev = append(ops, op), op
+	}
+	insertAll(t, s, 1, ops)
+	chunks := func() int {
+		var n int
+		if err := s.db.View(func(tx *bbolt.Tx) error {
+			n = tx.Bucket(bucketBodies).Stats().KeyN
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := chunks(); n != 4*3 {
+		t.Fatalf("%d chunks for 4 bodies of 600 KiB, want 12", n)
+	}
+	if _, err := s.DeletePrefix(ctx, logA1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if n := chunks(); n != 3 {
+		t.Fatalf("%d chunks after pruning 3 of 4 bodies, want 3", n)
+	}
 }
