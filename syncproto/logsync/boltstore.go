@@ -355,7 +355,7 @@ func buckets(tx *bbolt.Tx) (boltBuckets, error) {
 	}
 	// A log's entries are only ever appended at the end of its key range, so a page that
 	// splits off is never written again: fill it completely (bbolt's default of half full
-	// suits random keys, like the byhash index's, and would double the entries' pages).
+	// suits random inserts and would double the entries' pages).
 	b.entries.FillPercent = entriesFillPercent
 	return b, nil
 }
