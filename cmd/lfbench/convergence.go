@@ -309,7 +309,7 @@ func (o *convergenceOptions) runOne(ctx context.Context, e *env, nodeCount, topi
 		return err
 	}
 	wireBefore, totalBefore := wire.snapshot(), wire.total.Load()
-	cpu0, cpuOK := benchkit.ProcessCPU()
+	cpu0, cpuOK := processCPU()
 	start := time.Now()
 	var pubs sync.WaitGroup
 	for i := range nodes {
@@ -352,7 +352,7 @@ func (o *convergenceOptions) runOne(ctx context.Context, e *env, nodeCount, topi
 		return rec.deliveries() >= warm+expected, nil
 	})
 	elapsed := time.Since(start)
-	cpu1, _ := benchkit.ProcessCPU()
+	cpu1, _ := processCPU()
 	wireAfter, totalAfter := wire.snapshot(), wire.total.Load()
 	if err := stopCPU(); err != nil {
 		return err
