@@ -65,6 +65,9 @@ type Scanner struct {
 // NewScanner returns a Scanner over data; it keeps (and returns slices of) data.
 func NewScanner(data []byte) *Scanner { return &Scanner{data: data} }
 
+// Reset makes s scan data from its start, as NewScanner(data) would.
+func (s *Scanner) Reset(data []byte) { *s = Scanner{data: data} }
+
 func (s *Scanner) malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: at byte %d: %s", ErrMalformed, s.off, fmt.Sprintf(format, args...))
 }
@@ -74,12 +77,20 @@ func (s *Scanner) head(want byte) (uint64, error) {
 	if m, ok := s.PeekMajor(); ok && m != want {
 		return 0, s.malformed("major type %d, want %d", m, want)
 	}
-	_, _, arg, next, err := readHead(s.data, s.off, true)
+	_, arg, err := s.Head()
+	return arg, err
+}
+
+// Head reads the head of the next item, of any major type, in its shortest form, and
+// returns its major type and argument. The item's content (a string's bytes, an array's
+// elements) is what follows.
+func (s *Scanner) Head() (major byte, arg uint64, err error) {
+	major, _, arg, next, err := readHead(s.data, s.off, true)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	s.off = next
-	return arg, nil
+	return major, arg, nil
 }
 
 // PeekMajor returns the major type of the next item without consuming it; false at the end

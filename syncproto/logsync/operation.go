@@ -307,23 +307,44 @@ func verifySignature(headerBytes []byte, h *Header) bool {
 // for its expected type and shortest form; CheckCanonical has already accepted the whole
 // header as one canonical item.
 type headerParser struct {
-	sc *codec.Scanner
+	data  []byte
+	sc    codec.Scanner
+	ready bool
 }
 
-func (p headerParser) malformed(format string, args ...any) error {
-	return fmt.Errorf("%w: at byte %d: %s", ErrMalformed, p.sc.Offset(), fmt.Sprintf(format, args...))
+// scan returns the scanner over data, set up on first use, so that a headerParser is made
+// as headerParser{data: header}.
+func (p *headerParser) scan() *codec.Scanner {
+	if !p.ready {
+		p.sc.Reset(p.data)
+		p.ready = true
+	}
+	return &p.sc
 }
 
-func (p headerParser) uint(field string) (uint64, error) {
-	v, err := p.sc.Uint()
+func (p *headerParser) malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: at byte %d: %s", ErrMalformed, p.scan().Offset(), fmt.Sprintf(format, args...))
+}
+
+// head reads the next item's head, whatever its major type.
+func (p *headerParser) head() (major byte, arg uint64, err error) {
+	major, arg, err = p.scan().Head()
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return major, arg, nil
+}
+
+func (p *headerParser) uint(field string) (uint64, error) {
+	v, err := p.scan().Uint()
 	if err != nil {
 		return 0, fmt.Errorf("%w: %s: %w", ErrMalformed, field, err)
 	}
 	return v, nil
 }
 
-func (p headerParser) bytes(field string, dst []byte) error {
-	b, err := p.sc.Bytes()
+func (p *headerParser) bytes(field string, dst []byte) error {
+	b, err := p.scan().Bytes()
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrMalformed, field, err)
 	}
@@ -339,12 +360,12 @@ func (p headerParser) bytes(field string, dst []byte) error {
 // the array length tells whether a backlink precedes the extensions), so that a header
 // whose fields disagree is reported as such rather than as a shape error.
 func parseHeader(op *Operation) error {
-	p := headerParser{sc: codec.NewScanner(op.headerBytes)}
+	p := headerParser{data: op.headerBytes}
 	h := &op.Header
-	if m, ok := p.sc.PeekMajor(); ok && m != 4 {
+	if m, ok := p.scan().PeekMajor(); ok && m != 4 {
 		return p.malformed("header is CBOR major type %d, want an array", m)
 	}
-	count, err := p.sc.ArrayLen()
+	count, err := p.scan().ArrayLen()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
@@ -371,7 +392,7 @@ func parseHeader(op *Operation) error {
 		return err
 	}
 	consumed := uint64(4)
-	if m, ok := p.sc.PeekMajor(); ok && m == 2 {
+	if m, ok := p.scan().PeekMajor(); ok && m == 2 {
 		if err := p.bytes("payload hash", op.payloadHash[:]); err != nil {
 			return err
 		}
@@ -397,7 +418,7 @@ func parseHeader(op *Operation) error {
 	}
 	// The extensions item is the array's last element, so (the whole header being one
 	// well-formed item) it runs to the end of the data.
-	ext := p.sc.Rest()
+	ext := p.scan().Rest()
 	if len(ext) == 0 {
 		return p.malformed("extensions missing")
 	}
