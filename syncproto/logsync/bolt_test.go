@@ -414,11 +414,7 @@ func indexedIDs(t *testing.T, tx *bbolt.Tx) uint64 {
 // bodies along with their entries.
 func TestBoltChunkedBodiesLeaveNothingBehind(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenBoltStore(filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openBolt(t, filepath.Join(t.TempDir(), "s.db"))
 	var ops []*Operation
 	var prev *Operation
 	for i := range 4 {

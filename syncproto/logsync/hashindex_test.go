@@ -40,11 +40,7 @@ func runSizes(t *testing.T, s *BoltStore) []uint64 {
 // the pruned ids out.
 func TestBoltHashIndexRuns(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenBoltStore(filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openBolt(t, filepath.Join(t.TempDir(), "s.db"))
 	ops := chain(t, keyA, nil, 400, "runs")
 	for i, size := 0, 1; i < len(ops); size = size%9 + 1 {
 		n := min(size, len(ops)-i)
