@@ -3,6 +3,7 @@ module github.com/lfnet/lfnet
 go 1.26.6
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/libp2p/go-libp2p v0.51.0
 	github.com/libp2p/go-libp2p-pubsub v0.19.0

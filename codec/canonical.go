@@ -2,7 +2,6 @@ package codec
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"unicode/utf8"
@@ -49,55 +48,8 @@ func (w *walker) nonCanonical(format string, args ...any) error {
 
 // head reads an item's initial byte and argument.
 func (w *walker) head() (major byte, ai byte, arg uint64, err error) {
-	if w.off >= len(w.data) {
-		return 0, 0, 0, w.malformed("unexpected end of data")
-	}
-	ib := w.data[w.off]
-	major, ai = ib>>5, ib&0x1f
-	w.off++
-	var n int
-	switch {
-	case ai < 24:
-		return major, ai, uint64(ai), nil
-	case ai == 24:
-		n = 1
-	case ai == 25:
-		n = 2
-	case ai == 26:
-		n = 4
-	case ai == 27:
-		n = 8
-	case ai == 31:
-		if w.canonical {
-			return 0, 0, 0, w.nonCanonical("indefinite length")
-		}
-		return 0, 0, 0, w.malformed("indefinite lengths are not accepted")
-	default:
-		return 0, 0, 0, w.malformed("reserved additional information %d", ai)
-	}
-	if len(w.data)-w.off < n {
-		return 0, 0, 0, w.malformed("truncated head")
-	}
-	b := w.data[w.off : w.off+n]
-	w.off += n
-	switch n {
-	case 1:
-		arg = uint64(b[0])
-	case 2:
-		arg = uint64(binary.BigEndian.Uint16(b))
-	case 4:
-		arg = uint64(binary.BigEndian.Uint32(b))
-	case 8:
-		arg = binary.BigEndian.Uint64(b)
-	}
-	if w.canonical && major != 7 {
-		minimal := (n == 1 && arg >= 24) || (n == 2 && arg > math.MaxUint8) ||
-			(n == 4 && arg > math.MaxUint16) || (n == 8 && arg > math.MaxUint32)
-		if !minimal {
-			return 0, 0, 0, w.nonCanonical("argument %d not in its shortest form", arg)
-		}
-	}
-	return major, ai, arg, nil
+	major, ai, arg, w.off, err = readHead(w.data, w.off, w.canonical)
+	return major, ai, arg, err
 }
 
 func (w *walker) remaining() uint64 { return uint64(len(w.data) - w.off) }

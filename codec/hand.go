@@ -38,22 +38,6 @@ func AppendBytesHead(dst []byte, n int) []byte { return appendHead(dst, majorByt
 // AppendArrayHead appends the head of an array of n elements.
 func AppendArrayHead(dst []byte, n int) []byte { return appendHead(dst, majorArray, uint64(n)) }
 
-// HeadLen is the encoded size of a head (of any major type) with argument v.
-func HeadLen(v uint64) int {
-	switch {
-	case v < 24:
-		return 1
-	case v <= math.MaxUint8:
-		return 2
-	case v <= math.MaxUint16:
-		return 3
-	case v <= math.MaxUint32:
-		return 5
-	default:
-		return 9
-	}
-}
-
 func appendHead(dst []byte, major byte, v uint64) []byte {
 	m := major << 5
 	switch {
@@ -81,50 +65,48 @@ type Scanner struct {
 // NewScanner returns a Scanner over data; it keeps (and returns slices of) data.
 func NewScanner(data []byte) *Scanner { return &Scanner{data: data} }
 
+// Reset makes s scan data from its start, as NewScanner(data) would.
+func (s *Scanner) Reset(data []byte) { *s = Scanner{data: data} }
+
 func (s *Scanner) malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: at byte %d: %s", ErrMalformed, s.off, fmt.Sprintf(format, args...))
 }
 
+// head reads the head of an item of major type want, in its shortest form.
 func (s *Scanner) head(want byte) (uint64, error) {
-	if s.off >= len(s.data) {
-		return 0, s.malformed("unexpected end of data")
+	if m, ok := s.PeekMajor(); ok && m != want {
+		return 0, s.malformed("major type %d, want %d", m, want)
 	}
-	ib := s.data[s.off]
-	major, ai := ib>>5, ib&0x1f
-	if major != want {
-		return 0, s.malformed("major type %d, want %d", major, want)
-	}
-	var n int
-	switch {
-	case ai < 24:
-		s.off++
-		return uint64(ai), nil
-	case ai == 24:
-		n = 1
-	case ai == 25:
-		n = 2
-	case ai == 26:
-		n = 4
-	case ai == 27:
-		n = 8
-	case ai == 31:
-		return 0, fmt.Errorf("%w: at byte %d: indefinite length", ErrNonCanonical, s.off)
-	default:
-		return 0, s.malformed("reserved additional information %d", ai)
-	}
-	if len(s.data)-s.off-1 < n {
-		return 0, s.malformed("truncated head")
-	}
-	var v uint64
-	for _, b := range s.data[s.off+1 : s.off+1+n] {
-		v = v<<8 | uint64(b)
-	}
-	if HeadLen(v) != 1+n {
-		return 0, fmt.Errorf("%w: at byte %d: argument %d not in its shortest form", ErrNonCanonical, s.off, v)
-	}
-	s.off += 1 + n
-	return v, nil
+	_, arg, err := s.Head()
+	return arg, err
 }
+
+// Head reads the head of the next item, of any major type, in its shortest form, and
+// returns its major type and argument. The item's content (a string's bytes, an array's
+// elements) is what follows.
+func (s *Scanner) Head() (major byte, arg uint64, err error) {
+	major, _, arg, next, err := readHead(s.data, s.off, true)
+	if err != nil {
+		return 0, 0, err
+	}
+	s.off = next
+	return major, arg, nil
+}
+
+// PeekMajor returns the major type of the next item without consuming it; false at the end
+// of the data.
+func (s *Scanner) PeekMajor() (byte, bool) {
+	if s.off >= len(s.data) {
+		return 0, false
+	}
+	return s.data[s.off] >> 5, true
+}
+
+// ArrayLen reads the head of an array of any length and returns the length.
+func (s *Scanner) ArrayLen() (uint64, error) { return s.head(majorArray) }
+
+// Offset is how many bytes were scanned so far.
+func (s *Scanner) Offset() int { return s.off }
 
 // ArrayHead reads the head of an array that must have exactly n elements.
 func (s *Scanner) ArrayHead(n int) error {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -279,7 +280,7 @@ func verifyCrashStore(t *testing.T, path string) map[LogRef]uint64 {
 	}
 	// No index entry without its operation and none missing.
 	err = s.db.View(func(tx *bbolt.Tx) error {
-		if e, h := uint64(tx.Bucket(bucketEntries).Stats().KeyN), uint64(tx.Bucket(bucketByHash).Stats().KeyN); e != total || h != total {
+		if e, h := uint64(tx.Bucket(bucketEntries).Stats().KeyN), indexedIDs(t, tx); e != total || h != total {
 			return fmt.Errorf("%d entries and %d hash index entries, %d operations in logs", e, h, total)
 		}
 		return nil
@@ -368,7 +369,7 @@ func TestBoltCrashChild(t *testing.T) {
 // A received operation read straight into the entry layout stores the same bytes as one
 // encoded on insert.
 func TestEntryBufferMatchesEncodeEntry(t *testing.T) {
-	for _, size := range []int{0, 1, 300, 200 << 10} {
+	for _, size := range []int{0, 1, 300, 200 << 10, bodyChunk, bodyChunk + 1, 1 << 20} {
 		op, err := NewOperation(keyA, nil, bodyPattern(size), nil, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -387,5 +388,60 @@ func TestEntryBufferMatchesEncodeEntry(t *testing.T) {
 		if !bytes.Equal(encodeEntry(got), want) {
 			t.Fatalf("body of %d bytes: entry layout differs from encodeEntry", size)
 		}
+	}
+}
+
+// indexedIDs counts the ids in the hash index's runs, checking each run's recorded size.
+func indexedIDs(t *testing.T, tx *bbolt.Tx) uint64 {
+	t.Helper()
+	var total uint64
+	sizes := tx.Bucket(bucketHashRunSizes)
+	err := tx.Bucket(bucketHashRuns).ForEachBucket(func(k []byte) error {
+		n := uint64(tx.Bucket(bucketHashRuns).Bucket(k).Stats().KeyN)
+		if v := sizes.Get(k); v == nil || binary.BigEndian.Uint64(v) != n {
+			return fmt.Errorf("run %x holds %d ids, its size says %x", k, n, v)
+		}
+		total += n
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total
+}
+
+// TestBoltChunkedBodiesLeaveNothingBehind: pruning a log removes the chunks of its large
+// bodies along with their entries.
+func TestBoltChunkedBodiesLeaveNothingBehind(t *testing.T) {
+	ctx := context.Background()
+	s := openBolt(t, filepath.Join(t.TempDir(), "s.db"))
+	var ops []*Operation
+	var prev *Operation
+	for i := range 4 {
+		op, err := NewOperation(keyA, prev, bodyPattern(600<<10+i), nil, uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops, prev = append(ops, op), op
+	}
+	insertAll(t, s, 1, ops)
+	chunks := func() int {
+		var n int
+		if err := s.db.View(func(tx *bbolt.Tx) error {
+			n = tx.Bucket(bucketBodies).Stats().KeyN
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := chunks(); n != 4*3 {
+		t.Fatalf("%d chunks for 4 bodies of 600 KiB, want 12", n)
+	}
+	if _, err := s.DeletePrefix(ctx, logA1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if n := chunks(); n != 3 {
+		t.Fatalf("%d chunks after pruning 3 of 4 bodies, want 3", n)
 	}
 }

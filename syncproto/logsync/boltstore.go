@@ -17,18 +17,39 @@ import (
 // other subsystems (the node keeps its address book in the same file).
 var (
 	// entries: author | log id | seq num (big endian, so a log is one ordered key range)
-	// -> id | uvarint header length | header | body.
+	// -> id | uvarint header length | header | body, where a body of more than bodyChunk
+	// bytes is not in the entry but in bodies.
 	bucketEntries = []byte("logsync/entries")
-	// byhash: id -> author | log id | seq num, the key of the entry.
-	bucketByHash = []byte("logsync/byhash")
+	// bodies: entry key | chunk number (4 bytes, big endian) -> bodyChunk bytes of a body
+	// (the last chunk: the rest).
+	bucketBodies = []byte("logsync/bodies")
+	// hashruns: run number -> bucket of id -> author | log id | seq num, the key of the
+	// entry (the by-hash index, see hashindex.go).
+	bucketHashRuns = []byte("logsync/hashruns")
+	// hashrunsizes: run number -> number of ids in the run.
+	bucketHashRunSizes = []byte("logsync/hashrunsizes")
 	// heads: author | log id -> height | latest id | seq num of the oldest stored entry.
 	bucketHeads = []byte("logsync/heads")
 	// topics: topic | author | log id -> nothing.
 	bucketTopics = []byte("logsync/topics")
+	// meta: "format" -> the format version; "next-run" -> the next hash index run number.
+	bucketMeta = []byte("logsync/meta")
+
+	metaFormat = []byte("format")
 )
+
+// boltFormat is the version of the layout above. Format 1 (no meta bucket) kept the
+// by-hash index in one bucket, "logsync/byhash".
+const boltFormat = 2
 
 const (
 	entriesFillPercent = 1.0
+
+	// bodyChunk is the largest body stored inside its entry, and the size of the chunks a
+	// larger one is cut into. bbolt puts at least two values on a leaf, and an appending
+	// transaction rewrites the log's last leaf: with 1 MiB bodies that rewrote 2-4 MiB per
+	// commit (1.25x the synced bytes); with 256 KiB chunks it is at most 512 KiB.
+	bodyChunk = 256 << 10
 
 	logKeyLen   = len(PublicKey{}) + 8
 	entryKeyLen = logKeyLen + 8
@@ -49,7 +70,10 @@ var _ Store = (*BoltStore)(nil)
 // Close leaves the database open for its owner.
 func NewBoltStore(db *bbolt.DB) (*BoltStore, error) {
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketEntries, bucketByHash, bucketHeads, bucketTopics} {
+		if err := checkFormat(tx); err != nil {
+			return err
+		}
+		for _, name := range [][]byte{bucketEntries, bucketBodies, bucketHashRuns, bucketHashRunSizes, bucketHeads, bucketTopics} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -60,6 +84,30 @@ func NewBoltStore(db *bbolt.DB) (*BoltStore, error) {
 		return nil, fmt.Errorf("logsync: bolt store: %w", err)
 	}
 	return &BoltStore{db: db}, nil
+}
+
+// checkFormat refuses a database whose logsync buckets have another layout, and marks a
+// new one with boltFormat.
+func checkFormat(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if tx.Bucket(bucketEntries) != nil {
+			return &FormatError{Found: 1, Want: boltFormat}
+		}
+		var err error
+		if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucketMeta, err)
+		}
+		return meta.Put(metaFormat, binary.BigEndian.AppendUint64(nil, boltFormat))
+	}
+	v := meta.Get(metaFormat)
+	if len(v) != 8 {
+		return fmt.Errorf("%w: format version of %d bytes", ErrCorrupt, len(v))
+	}
+	if got := binary.BigEndian.Uint64(v); got != boltFormat {
+		return &FormatError{Found: got, Want: boltFormat}
+	}
+	return nil
 }
 
 // BoltOptions are the bbolt options OpenBoltStore uses; callers that open a shared database
@@ -130,15 +178,66 @@ func decodeHead(v []byte) (logHead, error) {
 	return h, nil
 }
 
+// encodeEntry returns op's entry value, with its body unless the body goes to chunks.
 func encodeEntry(op *Operation) []byte {
+	chunked := isChunked(op.Header.PayloadSize)
 	if op.entry != nil {
+		if chunked {
+			return op.entry[:len(op.entry)-len(op.Body)]
+		}
 		return op.entry
 	}
 	v := make([]byte, 0, len(op.hash)+binary.MaxVarintLen64+len(op.headerBytes)+len(op.Body))
 	v = append(v, op.hash[:]...)
 	v = binary.AppendUvarint(v, uint64(len(op.headerBytes)))
 	v = append(v, op.headerBytes...)
+	if chunked {
+		return v
+	}
 	return append(v, op.Body...)
+}
+
+// isChunked reports whether a body of size bytes is stored in bodies rather than in its
+// entry; the header's payload size decides, so no flag is stored.
+func isChunked(size uint64) bool { return size > bodyChunk }
+
+func chunkKey(entryKey []byte, i uint32) []byte {
+	return binary.BigEndian.AppendUint32(slices.Clip(entryKey), i)
+}
+
+// putBody stores a chunked body. bbolt keeps the values until the commit, which copies
+// them into its pages: the body is not copied before.
+func (b boltBuckets) putBody(key, body []byte) error {
+	for i := 0; i*bodyChunk < len(body); i++ {
+		chunk := body[i*bodyChunk : min((i+1)*bodyChunk, len(body))]
+		if err := b.bodies.Put(chunkKey(key, uint32(i)), chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteBody removes a chunked body.
+func (b boltBuckets) deleteBody(key []byte, size uint64) error {
+	for i := uint64(0); i*bodyChunk < size; i++ {
+		if err := b.bodies.Delete(chunkKey(key, uint32(i))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readBody copies a chunked body of size bytes out of the memory map.
+func (b boltBuckets) readBody(key []byte, size uint64) ([]byte, error) {
+	body := make([]byte, 0, size)
+	for i := uint64(0); i*bodyChunk < size; i++ {
+		chunk := b.bodies.Get(chunkKey(key, uint32(i)))
+		if uint64(len(chunk)) != min(bodyChunk, size-i*bodyChunk) {
+			return nil, fmt.Errorf("%w: body chunk %d of %x has %d bytes", ErrCorrupt, i, key, len(chunk))
+		}
+		body = append(body, chunk...)
+	}
+	return body, nil
 }
 
 // entryPrefixLen is the size of an entry value's id and header length.
@@ -164,8 +263,24 @@ func newEntryBuffer(headerLen int, bodyLen uint64) (buf []byte, prefix int) {
 	return buf, prefix
 }
 
-// decodeEntry rebuilds an operation from an entry value, copying it out of bbolt's memory
-// map (which is only valid inside the transaction).
+// entry rebuilds the operation stored under key with entry value v, copying it out of
+// bbolt's memory map (which is only valid inside the transaction).
+func (b boltBuckets) entry(key, v []byte) (*Operation, error) {
+	op, err := decodeEntry(v)
+	if err != nil || !isChunked(op.Header.PayloadSize) {
+		return op, err
+	}
+	if len(op.Body) != 0 {
+		return nil, fmt.Errorf("%w: entry %x holds part of a chunked body", ErrCorrupt, key)
+	}
+	if op.Body, err = b.readBody(key, op.Header.PayloadSize); err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+// decodeEntry rebuilds an operation from an entry value alone, copying it out of bbolt's
+// memory map; a chunked body is left empty.
 func decodeEntry(v []byte) (*Operation, error) {
 	if len(v) < len(Hash{}) {
 		return nil, fmt.Errorf("%w: entry of %d bytes", ErrCorrupt, len(v))
@@ -181,16 +296,29 @@ func decodeEntry(v []byte) (*Operation, error) {
 	return decodeStored(id, header, rest[n+int(hlen):])
 }
 
-// entrySize is the header plus body size of an entry value, without decoding it.
+// entrySize is the header plus body size of an entry value, without copying it.
 func entrySize(v []byte) (uint64, error) {
 	if len(v) < len(Hash{}) {
 		return 0, fmt.Errorf("%w: entry of %d bytes", ErrCorrupt, len(v))
 	}
-	_, n := binary.Uvarint(v[len(Hash{}):])
-	if n <= 0 {
+	hlen, n := binary.Uvarint(v[len(Hash{}):])
+	if n <= 0 || hlen > uint64(len(v)-len(Hash{})-n) {
 		return 0, fmt.Errorf("%w: entry header length", ErrCorrupt)
 	}
-	return uint64(len(v) - len(Hash{}) - n), nil
+	size := uint64(len(v) - len(Hash{}) - n)
+	if size != hlen {
+		return size, nil // the body is inside
+	}
+	// Header only: an empty body, or a chunked one, whose size the header gives.
+	start := len(Hash{}) + n
+	op, err := decodeStored(Hash{}, v[start:start+int(hlen)], nil)
+	if err != nil {
+		return 0, err
+	}
+	if isChunked(op.Header.PayloadSize) {
+		size += op.Header.PayloadSize
+	}
+	return size, nil
 }
 
 func decodeLoc(v []byte) (LogRef, uint64, error) {
@@ -204,22 +332,30 @@ func decodeLoc(v []byte) (LogRef, uint64, error) {
 }
 
 type boltBuckets struct {
-	entries, byHash, heads, topics *bbolt.Bucket
+	entries, bodies, heads, topics *bbolt.Bucket
+	byHash                         hashIndex
 }
 
 func buckets(tx *bbolt.Tx) (boltBuckets, error) {
 	b := boltBuckets{
 		entries: tx.Bucket(bucketEntries),
-		byHash:  tx.Bucket(bucketByHash),
+		bodies:  tx.Bucket(bucketBodies),
 		heads:   tx.Bucket(bucketHeads),
 		topics:  tx.Bucket(bucketTopics),
+		byHash: hashIndex{
+			runs:  tx.Bucket(bucketHashRuns),
+			sizes: tx.Bucket(bucketHashRunSizes),
+			meta:  tx.Bucket(bucketMeta),
+			cap:   mergeCap,
+		},
 	}
-	if b.entries == nil || b.byHash == nil || b.heads == nil || b.topics == nil {
+	if b.entries == nil || b.bodies == nil || b.heads == nil || b.topics == nil || b.byHash.runs == nil ||
+		b.byHash.sizes == nil || b.byHash.meta == nil {
 		return b, fmt.Errorf("%w: buckets missing", ErrCorrupt)
 	}
 	// A log's entries are only ever appended at the end of its key range, so a page that
 	// splits off is never written again: fill it completely (bbolt's default of half full
-	// suits random keys, like the byhash index's, and would double the entries' pages).
+	// suits random inserts and would double the entries' pages).
 	b.entries.FillPercent = entriesFillPercent
 	return b, nil
 }
@@ -261,13 +397,21 @@ func (s *BoltStore) InsertBatch(ctx context.Context, entries []Entry) ([]bool, e
 		}
 		// A batch usually extends one log many times: its head is read once and written
 		// once, at the end, instead of for every entry.
-		heads := make(map[LogRef]*logHead)
+		w := batchWrite{
+			heads:   make(map[LogRef]*logHead),
+			authors: make(map[PublicKey]*authorLogs),
+			indexed: make(map[Hash][]byte, len(entries)),
+		}
 		for i, e := range entries {
-			ok, err := b.insert(e, heads)
+			ok, err := b.insert(e, &w)
 			if err != nil {
 				return &BatchError{Index: i, Err: err}
 			}
 			inserted[i] = ok
+		}
+		heads := w.heads
+		if err := b.byHash.add(w.index); err != nil {
+			return err
 		}
 		for log, head := range heads {
 			if err := b.heads.Put(logKey(log), encodeHead(*head)); err != nil {
@@ -286,23 +430,99 @@ func (s *BoltStore) InsertBatch(ctx context.Context, entries []Entry) ([]bool, e
 	return inserted, nil
 }
 
+// maxLogsChecked bounds how many other logs of an author insert looks into for a copy of
+// the operation; beyond it, the hash index answers (one random lookup instead).
+const maxLogsChecked = 8
+
+// batchWrite is what one InsertBatch transaction keeps between its inserts.
+type batchWrite struct {
+	// heads holds the heads of the logs this transaction changed, written at the end.
+	heads map[LogRef]*logHead
+	// authors caches each author's logs for storedIn.
+	authors map[PublicKey]*authorLogs
+	// index is the new ids, added to the hash index as one run at the end; indexed maps
+	// them to their entry keys for lookups before that.
+	index   []indexEntry
+	indexed map[Hash][]byte
+}
+
+// authorLogs is what a write transaction learned about one author's logs.
+type authorLogs struct {
+	ids []uint64 // log ids, including logs started in this transaction
+	// many: more than maxLogsChecked logs, so ids is incomplete and the index is asked.
+	many bool
+}
+
+// logsOf returns the author's logs, read once per transaction.
+func (b boltBuckets) logsOf(author PublicKey, authors map[PublicKey]*authorLogs) *authorLogs {
+	if a, ok := authors[author]; ok {
+		return a
+	}
+	a := &authorLogs{}
+	c := b.heads.Cursor()
+	for k, _ := c.Seek(author[:]); k != nil && bytes.HasPrefix(k, author[:]); k, _ = c.Next() {
+		if len(k) != logKeyLen {
+			continue // not a log key; decodeHead reports corrupt heads where they are read
+		}
+		if len(a.ids) == maxLogsChecked {
+			a.many = true
+			break
+		}
+		a.ids = append(a.ids, binary.BigEndian.Uint64(k[len(author):]))
+	}
+	authors[author] = a
+	return a
+}
+
+// storedIn returns the log that already holds op (the operation id covers author and seq
+// num, so only the author's logs at that seq num can), or false. Looking in the logs
+// themselves costs nothing for an author with one log, where the random-key hash index
+// costs a B-tree search into pages no other operation of the batch touches.
+func (b boltBuckets) storedIn(log LogRef, op *Operation, w *batchWrite) (LogRef, bool, error) {
+	a := b.logsOf(log.Author, w.authors)
+	if a.many {
+		v := w.indexed[op.hash]
+		if v == nil {
+			var err error
+			if v, err = b.byHash.get(op.hash[:]); err != nil || v == nil {
+				return LogRef{}, false, err
+			}
+		}
+		stored, _, err := decodeLoc(v)
+		return stored, err == nil, err
+	}
+	for _, id := range a.ids {
+		other := LogRef{Author: log.Author, LogID: id}
+		v := b.entries.Get(entryKey(other, op.Header.SeqNum))
+		if v == nil {
+			continue
+		}
+		if len(v) < len(Hash{}) {
+			return LogRef{}, false, fmt.Errorf("%w: entry of %d bytes", ErrCorrupt, len(v))
+		}
+		if Hash(v[:len(Hash{})]) == op.hash {
+			return other, true, nil
+		}
+	}
+	return LogRef{}, false, nil
+}
+
 // insert adds one entry inside a write transaction; bbolt shows a transaction its own
-// writes, so later entries of a batch see earlier ones. heads holds the heads of the logs
-// this transaction changed, which the caller writes before committing.
-func (b boltBuckets) insert(e Entry, heads map[LogRef]*logHead) (bool, error) {
+// writes, so later entries of a batch see earlier ones.
+func (b boltBuckets) insert(e Entry, w *batchWrite) (bool, error) {
 	op := e.Op
 	if err := checkInsertable(op); err != nil {
 		return false, err
 	}
 	log := op.Log(e.LogID)
-	if v := b.byHash.Get(op.hash[:]); v != nil {
-		stored, _, err := decodeLoc(v)
-		if err != nil {
-			return false, err
-		}
+	stored, found, err := b.storedIn(log, op, w)
+	if err != nil {
+		return false, err
+	}
+	if found {
 		return false, alreadyIn(log, stored, op)
 	}
-	head, changed := heads[log]
+	head, changed := w.heads[log]
 	if !changed {
 		var err error
 		if head, err = b.head(log); err != nil {
@@ -315,8 +535,15 @@ func (b boltBuckets) insert(e Entry, heads map[LogRef]*logHead) (bool, error) {
 	}
 	if head == nil {
 		head = &logHead{}
+		if a := w.authors[log.Author]; !a.many {
+			if len(a.ids) == maxLogsChecked {
+				a.many = true
+			} else {
+				a.ids = append(a.ids, log.LogID)
+			}
+		}
 	}
-	heads[log] = head
+	w.heads[log] = head
 	head.height = op.Header.SeqNum + 1
 	head.latest = op.hash
 	// bbolt keeps references to keys and values until commit, so each Put gets its own.
@@ -324,9 +551,13 @@ func (b boltBuckets) insert(e Entry, heads map[LogRef]*logHead) (bool, error) {
 	if err := b.entries.Put(key, encodeEntry(op)); err != nil {
 		return false, err
 	}
-	if err := b.byHash.Put(slices.Clone(op.hash[:]), slices.Clone(key)); err != nil {
-		return false, err
+	if isChunked(op.Header.PayloadSize) {
+		if err := b.putBody(key, op.Body); err != nil {
+			return false, err
+		}
 	}
+	w.index = append(w.index, indexEntry{id: op.hash, key: key})
+	w.indexed[op.hash] = key
 	return true, nil
 }
 
@@ -351,8 +582,9 @@ func (s *BoltStore) view(ctx context.Context, fn func(b boltBuckets) error) erro
 func (s *BoltStore) Has(ctx context.Context, id Hash) (bool, error) {
 	var found bool
 	err := s.view(ctx, func(b boltBuckets) error {
-		found = b.byHash.Get(id[:]) != nil
-		return nil
+		key, err := b.byHash.get(id[:])
+		found = key != nil
+		return err
 	})
 	return found, err
 }
@@ -361,16 +593,15 @@ func (s *BoltStore) Has(ctx context.Context, id Hash) (bool, error) {
 func (s *BoltStore) Get(ctx context.Context, id Hash) (*Operation, bool, error) {
 	var op *Operation
 	err := s.view(ctx, func(b boltBuckets) error {
-		key := b.byHash.Get(id[:])
-		if key == nil {
-			return nil
+		key, err := b.byHash.get(id[:])
+		if err != nil || key == nil {
+			return err
 		}
 		v := b.entries.Get(key)
 		if v == nil {
 			return fmt.Errorf("%w: operation %s indexed but missing", ErrCorrupt, id)
 		}
-		var err error
-		op, err = decodeEntry(v)
+		op, err = b.entry(key, v)
 		return err
 	})
 	if err != nil {
@@ -408,11 +639,12 @@ func (s *BoltStore) Latest(ctx context.Context, log LogRef) (*Operation, bool, e
 		if err != nil || head == nil {
 			return err
 		}
-		v := b.entries.Get(entryKey(log, head.height-1))
+		key := entryKey(log, head.height-1)
+		v := b.entries.Get(key)
 		if v == nil {
 			return fmt.Errorf("%w: latest operation of log %s missing", ErrCorrupt, log)
 		}
-		op, err = decodeEntry(v)
+		op, err = b.entry(key, v)
 		return err
 	})
 	if err != nil {
@@ -452,8 +684,8 @@ func (s *BoltStore) Range(ctx context.Context, log LogRef, after, until uint64, 
 		chunk = chunk[:0]
 		var size uint64
 		err := s.view(ctx, func(b boltBuckets) error {
-			return b.forEntries(log, next, until, func(_ uint64, v []byte) (bool, error) {
-				op, err := decodeEntry(v)
+			return b.forEntries(log, next, until, func(seq uint64, v []byte) (bool, error) {
+				op, err := b.entry(entryKey(log, seq), v)
 				if err != nil {
 					return false, err
 				}
@@ -519,11 +751,16 @@ func (s *BoltStore) DeletePrefix(ctx context.Context, log LogRef, until uint64) 
 		}
 		// Collect first: deleting under a live cursor would skip keys.
 		var ids [][]byte
-		err = b.forEntries(log, head.firstStart, until, func(_ uint64, v []byte) (bool, error) {
-			if len(v) < len(Hash{}) {
-				return false, fmt.Errorf("%w: entry of %d bytes", ErrCorrupt, len(v))
+		chunked := make(map[uint64]uint64) // seq num -> body size, of chunked bodies
+		err = b.forEntries(log, head.firstStart, until, func(seq uint64, v []byte) (bool, error) {
+			op, err := decodeEntry(v)
+			if err != nil {
+				return false, err
 			}
 			ids = append(ids, slices.Clone(v[:len(Hash{})]))
+			if isChunked(op.Header.PayloadSize) {
+				chunked[seq] = op.Header.PayloadSize
+			}
 			return true, nil
 		})
 		if err != nil {
@@ -534,8 +771,13 @@ func (s *BoltStore) DeletePrefix(ctx context.Context, log LogRef, until uint64) 
 				return err
 			}
 		}
+		for seq, size := range chunked {
+			if err := b.deleteBody(entryKey(log, seq), size); err != nil {
+				return err
+			}
+		}
 		for _, id := range ids {
-			if err := b.byHash.Delete(id); err != nil {
+			if err := b.byHash.delete(id); err != nil {
 				return err
 			}
 		}

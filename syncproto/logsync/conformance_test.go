@@ -327,6 +327,30 @@ func confSameOperationOtherLog(t *testing.T, s Store) {
 	if _, ok := heightOf(t, s, logA2); ok {
 		t.Fatal("log A/2 created by a rejected insert")
 	}
+	// Within one batch, and for an author with more logs than a store may look into one by
+	// one (BoltStore asks its hash index then).
+	for _, logs := range []uint64{3, 12} {
+		salt := fmt.Sprintf("many%d", logs)
+		var batch []Entry
+		base := 100 * logs // keyB's logs of this round only
+		for id := base; id < base+logs; id++ {
+			batch = append(batch, Entry{chain(t, keyB, nil, 1, fmt.Sprint(salt, id))[0], id})
+		}
+		dup := batch[1].Op
+		if _, err := s.InsertBatch(ctx, append(batch, Entry{dup, base + 99})); !errors.Is(err, ErrBrokenChain) {
+			t.Fatalf("%d logs: same operation in a new log of the batch: %v", logs, err)
+		}
+		if _, err := s.InsertBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Insert(ctx, dup, base+99)
+		wantChainErr(t, err, ErrBrokenChain)
+		_, err = s.Insert(ctx, batch[len(batch)-1].Op, base)
+		wantChainErr(t, err, ErrBrokenChain)
+		if ok, err := s.Insert(ctx, dup, base+1); ok || err != nil {
+			t.Fatalf("%d logs: re-insert into its own log: %t, %v", logs, ok, err)
+		}
+	}
 }
 
 func confLogsIndependent(t *testing.T, s Store) {
@@ -498,6 +522,47 @@ func confLargeBody(t *testing.T, s Store) {
 	}
 	if _, b, _ := s.RangeSize(ctx, logA1, 0, 3); b < 3*70_000 {
 		t.Fatalf("RangeSize bytes %d, want at least the bodies", b)
+	}
+	// Bodies around and above 256 KiB (BoltStore's chunk size), read back every way and
+	// pruned.
+	sizes := []int{256 << 10, 256<<10 + 1, 1 << 20, 3<<20 + 5, 100}
+	for _, size := range sizes {
+		op, err := NewOperation(keyA, prev, bodyPattern(size), nil, uint64(len(ops)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops = append(ops, op)
+		prev = op
+	}
+	insertAll(t, s, 1, ops[3:])
+	n := uint64(len(ops))
+	for i, op := range collect(t, s, logA1, 0, n) {
+		sameOp(t, op, ops[i])
+	}
+	for _, op := range ops[3:] {
+		got, ok, err := s.Get(ctx, op.Hash())
+		if !ok || err != nil {
+			t.Fatalf("Get %d-byte body: %t, %v", len(op.Body), ok, err)
+		}
+		sameOp(t, got, op)
+	}
+	latest, ok, err := s.Latest(ctx, logA1)
+	if !ok || err != nil {
+		t.Fatalf("Latest: %t, %v", ok, err)
+	}
+	sameOp(t, latest, ops[n-1])
+	var want uint64
+	for _, op := range ops[3:] {
+		want += op.encodedSize()
+	}
+	if c, b, err := s.RangeSize(ctx, logA1, 3, n); c != n-3 || b != want || err != nil {
+		t.Fatalf("RangeSize: %d operations, %d bytes, %v; want %d, %d", c, b, err, n-3, want)
+	}
+	if _, err := s.DeletePrefix(ctx, logA1, 6); err != nil {
+		t.Fatal(err)
+	}
+	for i, op := range collect(t, s, logA1, 0, n) {
+		sameOp(t, op, ops[6+i])
 	}
 }
 

@@ -47,7 +47,23 @@ var (
 	ErrMissingBody = errors.New("logsync: operation without its body")
 	// ErrCorrupt: stored bytes that do not parse; the database was damaged outside lfnet.
 	ErrCorrupt = errors.New("logsync: corrupt store entry")
+	// ErrStoreFormat: the database holds a BoltStore of another format version; FormatError
+	// says which.
+	ErrStoreFormat = errors.New("logsync: store of another format")
 )
+
+// FormatError reports a BoltStore database written in a format this version does not
+// read. It matches ErrStoreFormat with errors.Is.
+type FormatError struct {
+	Found, Want uint64
+}
+
+func (e *FormatError) Error() string {
+	return fmt.Sprintf("logsync: store format %d, this version reads format %d only", e.Found, e.Want)
+}
+
+// Is makes FormatError match ErrStoreFormat.
+func (e *FormatError) Is(target error) bool { return target == ErrStoreFormat }
 
 // ChainError explains why an operation does not extend its log. It matches
 // ErrMissingPredecessor or ErrBrokenChain with errors.Is.

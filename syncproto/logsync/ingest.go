@@ -39,11 +39,11 @@ const (
 	// ingestQueue bounds the queued batches; the in-flight budget is what normally binds.
 	ingestQueue = 1024
 	// storeBatchOps and storeBatchBytes bound one store transaction. Large transactions
-	// amortise the commit's fsyncs and let each dirtied page take many inserts: the byhash
-	// index has random keys, so a transaction dirties about min(ops, index leaves) pages.
-	// But bbolt holds every dirtied page (and its node) in memory until the commit, so in a
-	// large store a transaction of n operations costs about n*7 KiB of heap: 16384 took the
-	// peak heap of a 1M-operation sync to 280-320 MiB; 4096 keeps it under the 256 MiB bound.
+	// amortise the commit's fsyncs, but bbolt holds every page a transaction dirties (and
+	// its node) in memory until the commit. When the hash index was one random-key B-tree,
+	// a transaction dirtied about one index page per operation, and 16384 took the peak heap
+	// of a 1M-operation sync to 280-320 MiB. The index is now written as sorted runs
+	// (hashindex.go); with 4096 that sync peaked at about 100 MiB (BENCHMARKS.md, Sync).
 	storeBatchOps   = 4096
 	storeBatchBytes = 16 << 20
 	// storeMaxDelay bounds how long a catch-up operation waits for its transaction to fill

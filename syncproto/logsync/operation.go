@@ -300,84 +300,58 @@ func verifySignature(headerBytes []byte, h *Header) bool {
 	msg = append(msg, headerBytes[0]-1)
 	msg = append(msg, headerBytes[1:sigStart]...)
 	msg = append(msg, headerBytes[sigEnd:]...)
-	return ed25519.Verify(h.PublicKey[:], msg, h.Signature[:])
+	return verifyEd25519(&h.PublicKey, msg, &h.Signature)
 }
 
-// headerParser reads the elements of a header that codec.CheckCanonical has already
-// accepted as one canonical, well-formed CBOR item; it still bounds-checks every read so
-// that it is safe on its own.
+// headerParser reads the elements of a header with codec.Scanner, which checks every head
+// for its expected type and shortest form; CheckCanonical has already accepted the whole
+// header as one canonical item.
 type headerParser struct {
-	data []byte
-	off  int
+	data  []byte
+	sc    codec.Scanner
+	ready bool
+}
+
+// scan returns the scanner over data, set up on first use, so that a headerParser is made
+// as headerParser{data: header}.
+func (p *headerParser) scan() *codec.Scanner {
+	if !p.ready {
+		p.sc.Reset(p.data)
+		p.ready = true
+	}
+	return &p.sc
 }
 
 func (p *headerParser) malformed(format string, args ...any) error {
-	return fmt.Errorf("%w: at byte %d: %s", ErrMalformed, p.off, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: at byte %d: %s", ErrMalformed, p.scan().Offset(), fmt.Sprintf(format, args...))
 }
 
+// head reads the next item's head, whatever its major type.
 func (p *headerParser) head() (major byte, arg uint64, err error) {
-	if p.off >= len(p.data) {
-		return 0, 0, p.malformed("unexpected end")
+	major, arg, err = p.scan().Head()
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	ib := p.data[p.off]
-	p.off++
-	major, ai := ib>>5, ib&0x1f
-	var n int
-	switch {
-	case ai < 24:
-		return major, uint64(ai), nil
-	case ai == 24:
-		n = 1
-	case ai == 25:
-		n = 2
-	case ai == 26:
-		n = 4
-	case ai == 27:
-		n = 8
-	default:
-		return 0, 0, p.malformed("unsupported additional information %d", ai)
-	}
-	if len(p.data)-p.off < n {
-		return 0, 0, p.malformed("truncated head")
-	}
-	for _, b := range p.data[p.off : p.off+n] {
-		arg = arg<<8 | uint64(b)
-	}
-	p.off += n
 	return major, arg, nil
 }
 
-func (p *headerParser) peekMajor() (byte, bool) {
-	if p.off >= len(p.data) {
-		return 0, false
-	}
-	return p.data[p.off] >> 5, true
-}
-
 func (p *headerParser) uint(field string) (uint64, error) {
-	major, arg, err := p.head()
+	v, err := p.scan().Uint()
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w: %s: %w", ErrMalformed, field, err)
 	}
-	if major != 0 {
-		return 0, p.malformed("%s: major type %d, want unsigned integer", field, major)
-	}
-	return arg, nil
+	return v, nil
 }
 
 func (p *headerParser) bytes(field string, dst []byte) error {
-	major, arg, err := p.head()
+	b, err := p.scan().Bytes()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %s: %w", ErrMalformed, field, err)
 	}
-	if major != 2 || arg != uint64(len(dst)) {
+	if len(b) != len(dst) {
 		return p.malformed("%s: want a byte string of %d bytes", field, len(dst))
 	}
-	if len(p.data)-p.off < len(dst) {
-		return p.malformed("%s: truncated", field)
-	}
-	copy(dst, p.data[p.off:])
-	p.off += len(dst)
+	copy(dst, b)
 	return nil
 }
 
@@ -388,12 +362,12 @@ func (p *headerParser) bytes(field string, dst []byte) error {
 func parseHeader(op *Operation) error {
 	p := headerParser{data: op.headerBytes}
 	h := &op.Header
-	major, count, err := p.head()
-	if err != nil {
-		return err
+	if m, ok := p.scan().PeekMajor(); ok && m != 4 {
+		return p.malformed("header is CBOR major type %d, want an array", m)
 	}
-	if major != 4 {
-		return p.malformed("header is CBOR major type %d, want an array", major)
+	count, err := p.scan().ArrayLen()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if count == 0 {
 		return fmt.Errorf("%w: empty array", ErrFieldCount)
@@ -418,7 +392,7 @@ func parseHeader(op *Operation) error {
 		return err
 	}
 	consumed := uint64(4)
-	if m, ok := p.peekMajor(); ok && m == 2 {
+	if m, ok := p.scan().PeekMajor(); ok && m == 2 {
 		if err := p.bytes("payload hash", op.payloadHash[:]); err != nil {
 			return err
 		}
@@ -444,10 +418,11 @@ func parseHeader(op *Operation) error {
 	}
 	// The extensions item is the array's last element, so (the whole header being one
 	// well-formed item) it runs to the end of the data.
-	if p.off >= len(p.data) {
+	ext := p.scan().Rest()
+	if len(ext) == 0 {
 		return p.malformed("extensions missing")
 	}
-	if ext := p.data[p.off:]; !(len(ext) == 1 && ext[0] == cborNull) {
+	if !(len(ext) == 1 && ext[0] == cborNull) {
 		h.Extensions = codec.RawMessage(ext)
 	}
 	return nil
