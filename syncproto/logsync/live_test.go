@@ -196,7 +196,38 @@ func TestRepeatedGraftIsAnsweredOnce(t *testing.T) {
 	}
 	a.mgr.grafted(s, ids)
 	a.mgr.grafted(s, ids)
-	if n := len(s.live); n != 1 {
+	if n := s.live.len(); n != 1 {
 		t.Fatalf("%d sends queued for 200 grafts of one operation, want 1", n)
+	}
+}
+
+func TestLiveQueueIsBoundedAndCompacts(t *testing.T) {
+	q := newLiveQueue(4)
+	for i := range 4 {
+		if !q.push(liveItem{id: Hash{byte(i)}}) {
+			t.Fatalf("push %d refused below the bound", i)
+		}
+	}
+	if q.push(liveItem{}) {
+		t.Fatal("push above the bound accepted")
+	}
+	// A steady stream that never lets the queue run empty keeps its array small.
+	for i := range 10_000 {
+		it, ok := q.pop()
+		if !ok || it.id[0] != byte(i) {
+			t.Fatalf("pop %d = %v, %v; want FIFO order", i, it.id[0], ok)
+		}
+		if !q.push(liveItem{id: Hash{byte(i + 4)}}) {
+			t.Fatal("push refused after a pop")
+		}
+	}
+	if q.len() != 4 || cap(q.items) > 16 {
+		t.Fatalf("len %d, array of %d after a steady stream", q.len(), cap(q.items))
+	}
+	for range 4 {
+		q.pop()
+	}
+	if _, ok := q.pop(); ok {
+		t.Fatal("pop from an empty queue")
 	}
 }

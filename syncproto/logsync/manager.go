@@ -330,7 +330,7 @@ func (m *Manager) applyLocked(acts []plumtree.Action[uint64, PublicKey, Hash]) {
 		case plumtree.Graft:
 			s.enqueue(liveItem{kind: kindGraft, id: a.ID})
 		case plumtree.Prune:
-			s.enqueue(liveItem{kind: kindPrune, author: a.Source})
+			s.enqueue(liveItem{kind: kindPrune, id: Hash(a.Source)})
 		}
 	}
 }
