@@ -403,7 +403,7 @@ func (o *convergenceOptions) runOne(ctx context.Context, e *env, nodeCount, topi
 	}
 	wireBefore, totalBefore := wire.snapshot(), wire.total.Load()
 	treeBefore, sessionsBefore, changesBefore := liveStats(logs), rec.sessions.Load(), rec.neighborChanges.Load()
-	cpu0, cpuOK := processCPU()
+	cpu0, cpuOK := benchkit.ProcessCPU()
 	start := time.Now()
 	var pubs sync.WaitGroup
 	for i := range nodes {
@@ -446,7 +446,7 @@ func (o *convergenceOptions) runOne(ctx context.Context, e *env, nodeCount, topi
 		return rec.deliveries() >= warm+expected, nil
 	})
 	elapsed := time.Since(start)
-	cpu1, _ := processCPU()
+	cpu1, _ := benchkit.ProcessCPU()
 	wireAfter, totalAfter := wire.snapshot(), wire.total.Load()
 	treeAfter, sessionsAfter, changesAfter := liveStats(logs), rec.sessions.Load(), rec.neighborChanges.Load()
 	if err := stopCPU(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 
+	"github.com/lfnet/lfnet/internal/benchkit"
 	"github.com/lfnet/lfnet/syncproto/logsync"
 )
 
@@ -84,7 +85,7 @@ func rawThroughput(ctx context.Context, from, to host.Host, total int64, writeSi
 	for i := 0; i+8 <= len(buf); i += 8 {
 		binary.LittleEndian.PutUint64(buf[i:], rng.Uint64())
 	}
-	cpu0, cpuOK := processCPU()
+	cpu0, cpuOK := benchkit.ProcessCPU()
 	start := time.Now()
 	for sent := int64(0); sent < total; {
 		n := int(min(int64(writeSize), total-sent))
@@ -104,7 +105,7 @@ func rawThroughput(ctx context.Context, from, to host.Host, total int64, writeSi
 		return rawResult{}, fmt.Errorf("raw stream ack: %w", err)
 	}
 	res := rawResult{bytes: total, elapsed: time.Since(start)}
-	cpu1, _ := processCPU()
+	cpu1, _ := benchkit.ProcessCPU()
 	res.cpu, res.cpuOK = cpu1-cpu0, cpuOK
 	closeErr := s.Close()
 	select {
@@ -192,7 +193,7 @@ func rate(d time.Duration, fn func() bool) (rateResult, error) {
 	const round = 16 // amortises the clock reads
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu0, cpuOK := threadCPU()
+	cpu0, cpuOK := benchkit.ThreadCPU()
 	n := 0
 	start := time.Now()
 	for {
@@ -204,7 +205,7 @@ func rate(d time.Duration, fn func() bool) (rateResult, error) {
 		n += round
 		if el := time.Since(start); el >= d {
 			r := rateResult{wall: float64(n) / el.Seconds()}
-			if cpu1, _ := threadCPU(); cpuOK && cpu1 > cpu0 {
+			if cpu1, _ := benchkit.ThreadCPU(); cpuOK && cpu1 > cpu0 {
 				r.cpu = float64(n) / (cpu1 - cpu0).Seconds()
 			}
 			return r, nil

@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.etcd.io/bbolt"
 
+	"github.com/lfnet/lfnet/internal/benchkit"
 	"github.com/lfnet/lfnet/syncproto"
 	"github.com/lfnet/lfnet/syncproto/logsync"
 	"github.com/lfnet/lfnet/topics"
@@ -266,13 +267,13 @@ func (o *syncOptions) syncOnce(ctx context.Context, e *env, src *source, w workl
 	res.load = loadAvg()
 	tx0 = dst.txStats()
 	faults0, faultsOK := minorFaults()
-	cpu0, cpuOK := processCPU()
+	cpu0, cpuOK := benchkit.ProcessCPU()
 	start := time.Now()
 	from.tp.NeighborUp(to.h.ID())
 	to.tp.NeighborUp(from.h.ID())
 	waitErr := waitComplete(ctx, e, w, src, dstStore, from, to, o.timeout)
 	res.elapsed = time.Since(start)
-	cpu1, _ := processCPU()
+	cpu1, _ := benchkit.ProcessCPU()
 	res.cpu, res.cpuOK = cpu1-cpu0, cpuOK
 	if faults1, ok := minorFaults(); ok && faultsOK {
 		res.faults = faults1 - faults0

@@ -151,7 +151,7 @@ func (m *Manager) ingest(ctx context.Context, entries []Entry, from origin) ([]E
 func (m *Manager) insertLocked(ctx context.Context, entries []Entry, from origin) ([]Entry, error) {
 	var fresh []Entry
 	var dups []Entry // live pushes of operations stored before: the tree prunes their link
-	sort := func(entries []Entry, inserted []bool) {
+	classify := func(entries []Entry, inserted []bool) {
 		for i, ok := range inserted {
 			switch {
 			case ok:
@@ -170,7 +170,7 @@ func (m *Manager) insertLocked(ctx context.Context, entries []Entry, from origin
 	for len(entries) > 0 {
 		inserted, err := m.store.InsertBatch(ctx, entries)
 		if err == nil {
-			sort(entries, inserted)
+			classify(entries, inserted)
 			break
 		}
 		var be *BatchError
@@ -182,7 +182,7 @@ func (m *Manager) insertLocked(ctx context.Context, entries []Entry, from origin
 			if err != nil {
 				return fresh, fmt.Errorf("logsync: store: %w", err)
 			}
-			sort(entries[:be.Index], inserted)
+			classify(entries[:be.Index], inserted)
 		}
 		if !errors.Is(be.Err, ErrMissingPredecessor) {
 			return fresh, fmt.Errorf("%w: %w", ErrInvalidOperation, be.Err)
@@ -236,7 +236,7 @@ func (m *Manager) spread(fresh, dups []Entry, from origin) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	// Only a link other than the one they came from can push or graft them.
+	// Only a link other than the one they came from can graft them.
 	others := len(m.sessions) > 1 || (len(m.sessions) == 1 && m.sessions[from.session] == nil)
 	for _, e := range fresh {
 		id, author := e.Op.Hash(), e.Op.Header.PublicKey
@@ -244,9 +244,9 @@ func (m *Manager) spread(fresh, dups []Entry, from origin) {
 			m.recent.add(id, e)
 		}
 		if from.live {
-			m.applyLocked(m.tree.Receive(from.session, author, id, true))
+			m.applyLocked(m.tree.Receive(from.session, author, id, true), e)
 		} else {
-			m.applyLocked(m.tree.Originate(author, id, from.session))
+			m.applyLocked(m.tree.Originate(author, id, from.session), e)
 		}
 	}
 	for _, e := range dups {
@@ -263,19 +263,27 @@ func (m *Manager) duplicate(s *session, author PublicKey, id Hash) {
 }
 
 func (m *Manager) duplicateLocked(session uint64, author PublicKey, id Hash) {
-	m.applyLocked(m.tree.Receive(session, author, id, false))
+	m.applyLocked(m.tree.Receive(session, author, id, false), Entry{})
 }
 
 // announced handles an Announce from s: the tree waits for the operations this node
 // lacks and grafts s if they do not arrive.
 func (m *Manager) announced(ctx context.Context, s *session, ids []Hash) error {
+	// s has them: never send them there. An id that already crossed this link (we sent or
+	// announced it, or s pushed it and it is being stored) needs no store lookup.
+	unseen := ids[:0]
 	for _, id := range ids {
-		s.markSeen(id) // s has it: never send it there
+		if !s.markSeen(id) {
+			unseen = append(unseen, id)
+		}
+	}
+	if len(unseen) == 0 {
+		return nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := time.Now()
-	for _, id := range ids {
+	for _, id := range unseen {
 		// Looked up under mu, so that an insert that lands meanwhile (and then forgets
 		// the id in the tree under mu) cannot leave it awaited.
 		has, err := m.store.Has(ctx, id)
@@ -313,8 +321,9 @@ func (m *Manager) pruned(s *session, authors []PublicKey) {
 	}
 }
 
-// applyLocked queues the tree's actions on their sessions.
-func (m *Manager) applyLocked(acts []plumtree.Action[uint64, PublicKey, Hash]) {
+// applyLocked queues the tree's actions on their sessions. Pushes come only from spreading
+// an operation, which is e.
+func (m *Manager) applyLocked(acts []plumtree.Action[uint64, PublicKey, Hash], e Entry) {
 	for _, a := range acts {
 		s, ok := m.sessions[a.Peer]
 		if !ok {
@@ -322,9 +331,7 @@ func (m *Manager) applyLocked(acts []plumtree.Action[uint64, PublicKey, Hash]) {
 		}
 		switch a.Kind {
 		case plumtree.Push:
-			if e, ok := m.recent.get(a.ID); ok {
-				s.enqueue(liveItem{kind: kindLive, entry: e})
-			}
+			s.enqueue(liveItem{kind: kindLive, entry: e})
 		case plumtree.Announce:
 			s.enqueue(liveItem{kind: kindAnnounce, id: a.ID})
 		case plumtree.Graft:
@@ -354,7 +361,7 @@ func (m *Manager) tick() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.tickAt = time.Time{}
-	m.applyLocked(m.tree.Tick(time.Now()))
+	m.applyLocked(m.tree.Tick(time.Now()), Entry{})
 	m.scheduleLocked()
 }
 
@@ -396,7 +403,7 @@ func (m *Manager) LiveStats() LiveStats {
 	return LiveStats{Sessions: peers, Authors: authors, LazyLinks: lazy, Missing: m.tree.Missing(), Pruned: st.Pruned, Grafted: st.Grafted, Unannounced: st.Unannounced}
 }
 
-// recentOps keeps the operations spread lately, which pushes and grafts send, within a
+// recentOps keeps the operations spread lately, which grafts ask for, within a
 // count and a byte budget, oldest out first.
 type recentOps struct {
 	maxOps   int
