@@ -213,6 +213,10 @@ func rate(d time.Duration, fn func() bool) (rateResult, error) {
 	}
 }
 
+// diskSyncChunk is the size of diskSyncRate's writes: a store transaction of large bodies
+// (logsync's storeBatchBytes).
+const diskSyncChunk = 16 * mib
+
 // diskSyncRate writes total bytes to a file in dir in writes of chunk bytes, each followed
 // by an fsync as a store commit does, and returns the rate in MB/s.
 func diskSyncRate(dir string, total, chunk int) (rate float64, err error) {
