@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -92,6 +93,8 @@ type Driver struct {
 	overlays map[[32]byte]*Overlay
 	inbound  map[network.Stream]struct{}
 	closed   bool
+	// left remembers overlays this node left recently (see tellGone), at most maxLeft.
+	left map[[32]byte]*leftOverlay
 
 	notifiee *network.NotifyBundle
 	handlers sync.WaitGroup
@@ -169,6 +172,7 @@ func (d *Driver) join(ctx context.Context, topic topics.Topic, id, key [32]byte,
 		return nil, fmt.Errorf("%w: %s", ErrAlreadyJoined, topic.Short())
 	}
 	d.overlays[id] = o
+	delete(d.left, id)
 	d.mu.Unlock()
 	o.addContacts(contacts)
 	go o.run(contacts)
@@ -215,7 +219,81 @@ func (d *Driver) remove(o *Overlay) {
 	defer d.mu.Unlock()
 	if d.overlays[o.id] == o {
 		delete(d.overlays, o.id)
+		if d.left == nil {
+			d.left = map[[32]byte]*leftOverlay{}
+		}
+		if len(d.left) >= maxLeft {
+			var oldest [32]byte
+			var at time.Time
+			for id, l := range d.left {
+				if at.IsZero() || l.at.Before(at) {
+					oldest, at = id, l.at
+				}
+			}
+			delete(d.left, oldest)
+		}
+		d.left[o.id] = &leftOverlay{at: time.Now()}
 	}
+}
+
+// A node that left an overlay can still be taken for a neighbour by a peer that accepted
+// a request of it just before, or that a Join walk ended at: its links are made by the
+// peer, and the Disconnects of Leave have gone out already. So for a while after leaving,
+// a message for the overlay is answered with Disconnect{Alive: false}, once per peer.
+const (
+	maxLeft         = 64
+	leftMemory      = 2 * time.Minute
+	maxGoneAnswered = 64
+)
+
+type leftOverlay struct {
+	at       time.Time
+	answered []peer.ID
+}
+
+// goneTo reports whether p, which just sent a message for overlay id, should be told that
+// this node left it, and records that it was.
+func (d *Driver) goneTo(id [32]byte, p peer.ID) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l := d.left[id]
+	if l == nil || d.closed || time.Since(l.at) > leftMemory ||
+		len(l.answered) >= maxGoneAnswered || slices.Contains(l.answered, p) {
+		return false
+	}
+	l.answered = append(l.answered, p)
+	return true
+}
+
+// tellGone sends Disconnect{Alive: false} for overlay id to p over a new stream, if p should
+// be told (goneTo). It never dials: p just reached us, so a connection is open.
+func (d *Driver) tellGone(id [32]byte, p peer.ID) {
+	if !d.goneTo(id, p) {
+		return
+	}
+	frame, err := encodeMessage(Disconnect{Alive: false})
+	if err != nil {
+		d.log.Error("membership: encode", "kind", KindDisconnect, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(network.WithNoDial(context.Background(), "membership: answer for a left overlay"), d.opts.writeTimeout)
+	defer cancel()
+	s, err := d.h.NewStream(ctx, p, d.proto)
+	if err != nil {
+		d.log.Debug("membership: tell a peer we left", "peer", p, "err", err)
+		return
+	}
+	_ = s.SetWriteDeadline(time.Now().Add(d.opts.writeTimeout))
+	w := codec.NewWriter(s, codec.MaxFrameMembership)
+	if err := w.Encode(wireHello{Overlay: id[:]}); err == nil {
+		err = w.WriteFrame(frame)
+	}
+	if err != nil {
+		d.log.Debug("membership: tell a peer we left", "peer", p, "err", err)
+		_ = s.Reset()
+		return
+	}
+	_ = s.Close()
 }
 
 // disconnected turns libp2p's loss of the last connection to a peer into PeerDown for every
@@ -248,7 +326,9 @@ func (d *Driver) connected(n network.Network, c network.Conn) {
 
 // handleStream reads one incoming stream: a hello naming the overlay, then messages until
 // the sender closes it. Streams for overlays we do not hold are reset without an answer,
-// so a stranger learns nothing about which topics we have.
+// so a stranger learns nothing about which topics we have; only an overlay left in the last
+// two minutes is answered, with a Disconnect (tellGone), and only a holder of its topic can
+// name it.
 func (d *Driver) handleStream(s network.Stream) {
 	d.mu.Lock()
 	if d.closed {
@@ -290,6 +370,7 @@ func (d *Driver) handleStream(s network.Stream) {
 	d.mu.Unlock()
 	if o == nil {
 		_ = s.Reset()
+		d.tellGone(id, from)
 		return
 	}
 	for {
@@ -322,6 +403,7 @@ func (d *Driver) handleStream(s network.Stream) {
 		case o.inputs <- input{kind: inMessage, peer: from, msg: msg}:
 		case <-o.done:
 			_ = s.Reset()
+			d.tellGone(id, from)
 			return
 		}
 	}

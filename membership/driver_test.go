@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -598,5 +600,103 @@ func TestWasNeighborOutlivesTheViewWhileConnected(t *testing.T) {
 	})
 	if o0.WasNeighbor(h2.ID()) {
 		t.Fatal("a connected node that was never a neighbour counts as one")
+	}
+}
+
+// TestLeftOverlayAnswersWithDisconnect: a peer that still takes this node for a neighbour
+// after it left (it accepted a request of it just before) is told otherwise: a message for
+// the overlay is answered with Disconnect{Alive: false}, once per peer, and only for an
+// overlay this node held.
+func TestLeftOverlayAnswersWithDisconnect(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topic := topics.FromString("left overlay")
+	h0, h1 := newHost(t), newHost(t)
+	d0 := newDriver(t, h0)
+	defer func() {
+		for _, c := range []io.Closer{d0, h0, h1} {
+			_ = c.Close()
+		}
+	}()
+	type answer struct {
+		overlay []byte
+		msg     Message
+		err     error
+	}
+	answers := make(chan answer, 4)
+	h1.SetStreamHandler(testProto, func(s network.Stream) {
+		defer s.Close()
+		r := codec.NewReader(s, codec.MaxFrameMembership)
+		var hello wireHello
+		if err := r.Decode(&hello); err != nil {
+			answers <- answer{err: err}
+			return
+		}
+		frame, err := r.ReadFrame()
+		if err != nil {
+			answers <- answer{err: err}
+			return
+		}
+		msg, err := decodeMessage(frame)
+		answers <- answer{overlay: hello.Overlay, msg: msg, err: err}
+	})
+	h1.Peerstore().AddAddrs(h0.ID(), h0.Addrs(), time.Hour)
+	send := func(overlay [32]byte) {
+		t.Helper()
+		s, err := h1.NewStream(ctx, h0.ID(), testProto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		w := codec.NewWriter(s, codec.MaxFrameMembership)
+		frame, err := encodeMessage(NeighborReply{Accepted: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Encode(wireHello{Overlay: overlay[:]}); err != nil {
+			t.Fatal(err)
+		}
+		_ = w.WriteFrame(frame) // the stream may be reset already
+		_, _ = io.ReadAll(s)
+	}
+
+	o0, err := d0.Join(ctx, topic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o0.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := topics.Derive(topic, overlayPurpose)
+	send(id)
+	select {
+	case a := <-answers:
+		if a.err != nil || !bytes.Equal(a.overlay, id[:]) || a.msg != (Disconnect{Alive: false}) {
+			t.Fatalf("answer for the left overlay: %x %v %v", a.overlay, a.msg, a.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no answer for the left overlay")
+	}
+	// Once per peer, and never for an overlay this node did not hold. A round trip on a
+	// held overlay after them shows that no answer is merely late.
+	send(id)
+	send(topics.Derive(topics.FromString("never held"), overlayPurpose))
+	other := topics.FromString("left later")
+	o1, err := d0.Join(ctx, other, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o1.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	otherID := topics.Derive(other, overlayPurpose)
+	send(otherID)
+	select {
+	case a := <-answers:
+		if !bytes.Equal(a.overlay, otherID[:]) {
+			t.Fatalf("unexpected answer for overlay %x: %v %v", a.overlay, a.msg, a.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no answer for the second left overlay")
 	}
 }

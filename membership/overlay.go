@@ -99,10 +99,6 @@ type Overlay struct {
 	queue    []Event
 	contacts []peer.AddrInfo
 	deferred []input
-	// lost holds neighbours lost to a failure (their connection broke or a send failed),
-	// oldest first, for the run goroutine only. One that shows up again was most likely
-	// cut off by a partition that has healed: see rejoinLost.
-	lost []peer.ID
 
 	// inputs carries messages from stream handlers; the blocking send gives backpressure.
 	inputs chan input
@@ -301,15 +297,11 @@ func (o *Overlay) handle(in input) bool {
 		// Only a neighbour's connection matters: other connections (a shuffle reply, a
 		// refused request) close routinely and say nothing about the peer's health.
 		if o.state.IsActive(in.peer) {
-			o.rememberLost(in.peer)
 			o.step(func(now time.Time) { o.state.PeerDown(in.peer, now) })
 		}
 	case inSendFailed:
 		if o.senders[in.peer] == in.sender {
 			o.closeSender(in.peer)
-			if o.state.IsActive(in.peer) {
-				o.rememberLost(in.peer)
-			}
 			o.step(func(now time.Time) { o.state.PeerDown(in.peer, now) })
 		}
 	case inSenderIdle:
@@ -317,9 +309,11 @@ func (o *Overlay) handle(in input) bool {
 			o.closeSender(in.peer)
 		}
 	case inAddContacts:
-		for _, c := range in.contacts {
-			o.rejoinLost(c.ID)
-		}
+		o.step(func(now time.Time) {
+			for _, c := range in.contacts {
+				o.state.PeerUp(PeerInfo[peer.ID]{ID: c.ID}, now)
+			}
+		})
 		fresh := o.addContacts(in.contacts)
 		if o.state.ActiveLen() == 0 && len(fresh) > 0 {
 			// Outside the overlay: a Join gets in.
@@ -340,7 +334,7 @@ func (o *Overlay) handle(in input) bool {
 			o.step(func(now time.Time) { o.state.Offer(offer, now) })
 		}
 	case inConnected:
-		o.rejoinLost(in.peer)
+		o.step(func(now time.Time) { o.state.PeerUp(PeerInfo[peer.ID]{ID: in.peer}, now) })
 		// A new connection to a known contact while short of neighbours: most likely
 		// the network healed (or the contact came back), so ask it for a link.
 		if o.state.ActiveLen() < o.state.Config().ActiveSize && !o.state.IsActive(in.peer) &&
@@ -539,37 +533,6 @@ func (o *Overlay) addContacts(contacts []peer.AddrInfo) []peer.AddrInfo {
 		o.contacts = slices.Delete(o.contacts, 0, over)
 	}
 	return fresh
-}
-
-// maxLost bounds the neighbours remembered as lost to failures.
-const maxLost = 64
-
-func (o *Overlay) rememberLost(p peer.ID) {
-	if i := slices.Index(o.lost, p); i >= 0 {
-		o.lost = slices.Delete(o.lost, i, i+1)
-	}
-	if len(o.lost) >= maxLost {
-		o.lost = slices.Delete(o.lost, 0, 1)
-	}
-	o.lost = append(o.lost, p)
-}
-
-// rejoinLost joins through p if p is a neighbour this node lost to a failure and p has
-// come back (a new connection, or discovery found it again), once per loss. After a
-// partition each side refills its views from its own side, so both sides can end up with
-// full views, and a full node only offers contacts (a low-priority Neighbor request, which
-// a full peer refuses): the sides would stay apart. A Join is accepted even by a full
-// node. Joining only through lost neighbours keeps this to partitions and crashes: joining
-// through every contact discovery found kept a 100-node overlay churning.
-func (o *Overlay) rejoinLost(p peer.ID) {
-	i := slices.Index(o.lost, p)
-	if i < 0 {
-		return
-	}
-	o.lost = slices.Delete(o.lost, i, i+1)
-	if !o.state.IsActive(p) {
-		o.joinThrough([]peer.AddrInfo{{ID: p}})
-	}
 }
 
 func (o *Overlay) joinThrough(contacts []peer.AddrInfo) {

@@ -22,7 +22,7 @@ type Stats struct {
 // State is one node's HyParView state for one overlay: a pure, deterministic state machine.
 // It performs no I/O, starts no goroutines and reads neither clock nor global randomness;
 // every input carries the current time and all randomness comes from the injected source.
-// Inputs are the methods Join, HandleMessage, HandleTimer, PeerDown and Leave; each appends
+// Inputs are the methods Join, Offer, PeerUp, HandleMessage, HandleTimer, PeerDown and Leave; each appends
 // Actions to an outbox that the embedder drains with Actions and carries out in order.
 //
 // A State is not safe for concurrent use.
@@ -41,6 +41,9 @@ type State[P ID] struct {
 	// tried holds passive peers asked for a link since the last shuffle tick, so that a round
 	// of promotions never asks the same peer twice and always ends.
 	tried []P
+	// lost holds neighbours that failed (PeerDown), oldest first, at most maxLost. One that
+	// comes back was most likely cut off by a partition that has healed: see rejoinLost.
+	lost []P
 
 	shuffle    outstandingShuffle[P]
 	shuffleSeq uint64
@@ -104,6 +107,7 @@ func (s *State[P]) Clone(rng *rand.Rand) *State[P] {
 	c.passive = slices.Clone(s.passive)
 	c.pending = slices.Clone(s.pending)
 	c.tried = slices.Clone(s.tried)
+	c.lost = slices.Clone(s.lost)
 	c.shuffle.sent = slices.Clone(s.shuffle.sent)
 	c.out = slices.Clone(s.out)
 	c.scratch = nil
@@ -171,7 +175,8 @@ func (s *State[P]) Join(contact PeerInfo[P], now time.Time) {
 // find each other again: each half refills its views from its own side while split, and
 // no protocol message crosses back once the network heals. An offer is news about the
 // peer, so a peer that failed to answer earlier in this shuffle period may be asked again;
-// neighbours, peers with a request in flight and this node itself are skipped.
+// neighbours, peers with a request in flight and this node itself are skipped. A former
+// neighbour that failed is joined through instead (see PeerUp).
 func (s *State[P]) Offer(peers []PeerInfo[P], now time.Time) {
 	s.now = now
 	if s.left {
@@ -179,6 +184,9 @@ func (s *State[P]) Offer(peers []PeerInfo[P], now time.Time) {
 	}
 	for _, p := range peers {
 		if p.ID == s.self || s.IsActive(p.ID) {
+			continue
+		}
+		if s.rejoinLost(p) {
 			continue
 		}
 		s.addPassive(p, nil)
@@ -189,7 +197,51 @@ func (s *State[P]) Offer(peers []PeerInfo[P], now time.Time) {
 	s.refill(false)
 }
 
-// Leave sends Disconnect to every neighbour and stops the state machine.
+// PeerUp reports that p can be reached again: a new connection to it opened, or discovery
+// found it again. If p is a
+// neighbour this node lost to a failure, the node joins through it, once per loss. After
+// a partition each side refills its views from its own side, so both sides can end up with
+// full views; a full node refuses an offered peer's low-priority Neighbor request, so
+// offers alone would leave the sides apart, while a Join is taken in by a full node too.
+// Joining only through lost neighbours keeps this to partitions and crashes: joining
+// through every peer that turns up kept a 100-node overlay churning, because each Join
+// makes the contact and the end of its random walk drop a neighbour.
+func (s *State[P]) PeerUp(p PeerInfo[P], now time.Time) {
+	s.now = now
+	if s.left || p.ID == s.self || s.IsActive(p.ID) {
+		return
+	}
+	s.rejoinLost(p)
+}
+
+// maxLost bounds the failed neighbours a State remembers (see PeerUp).
+const maxLost = 64
+
+func (s *State[P]) rememberLost(p P) {
+	if i := slices.Index(s.lost, p); i >= 0 {
+		s.lost = slices.Delete(s.lost, i, i+1)
+	}
+	if len(s.lost) >= maxLost {
+		s.lost = slices.Delete(s.lost, 0, 1)
+	}
+	s.lost = append(s.lost, p)
+}
+
+// rejoinLost joins through p if it is a lost neighbour and forgets the loss; it reports
+// whether it did.
+func (s *State[P]) rejoinLost(p PeerInfo[P]) bool {
+	i := slices.Index(s.lost, p.ID)
+	if i < 0 {
+		return false
+	}
+	s.lost = slices.Delete(s.lost, i, i+1)
+	s.Join(p, s.now)
+	return true
+}
+
+// Leave sends Disconnect to every neighbour and stops the state machine. Peers asked for a
+// link that has not been answered get a Disconnect too: they may accept the request after
+// this node stopped listening, and would otherwise keep it as a neighbour.
 func (s *State[P]) Leave(now time.Time) {
 	s.now = now
 	if s.left {
@@ -200,14 +252,19 @@ func (s *State[P]) Leave(now time.Time) {
 		s.emit(Action[P]{Kind: ActionDisconnect, Peer: p.ID})
 		s.emit(Action[P]{Kind: ActionNeighborDown, Peer: p.ID})
 	}
+	for _, p := range s.pending {
+		s.send(p.peer, Disconnect{Alive: false})
+	}
 	s.active = s.active[:0]
 	s.passive = s.passive[:0]
 	s.pending = s.pending[:0]
+	s.lost = s.lost[:0]
 	s.left = true
 }
 
 // PeerDown reports that p failed: a send to it failed or its connection broke. p leaves
-// both views and the active view is refilled from the passive view.
+// both views and the active view is refilled from the passive view. A neighbour that
+// failed is remembered, so that the node rejoins through it when it comes back (PeerUp).
 func (s *State[P]) PeerDown(p P, now time.Time) {
 	s.now = now
 	if s.left {
@@ -217,6 +274,7 @@ func (s *State[P]) PeerDown(p P, now time.Time) {
 	if i := indexOf(s.active, p); i >= 0 {
 		s.active = removeAt(s.active, i)
 		s.emit(Action[P]{Kind: ActionNeighborDown, Peer: p})
+		s.rememberLost(p)
 		urgent = true
 	}
 	if i := indexOf(s.passive, p); i >= 0 {

@@ -838,3 +838,63 @@ func TestOfferAsksKnownNodesWhileNotFull(t *testing.T) {
 		t.Fatalf("full node: Neighbor sends %d, passive %v; want none and 6 remembered", len(s), full.PassiveView())
 	}
 }
+
+// A peer asked for a link just before the node left may accept the request after the node
+// stopped listening; the Disconnect that follows the request on the same link undoes that.
+func TestLeaveDisconnectsPendingRequests(t *testing.T) {
+	cfg := membership.DefaultConfig()
+	a, b := newState(t, 1, testKey, cfg), newState(t, 2, testKey, cfg)
+	a.Offer([]membership.PeerInfo[nid]{{ID: 2}}, epoch)
+	req := one(t, take(a), membership.KindNeighbor)
+	a.Leave(epoch)
+	bye := one(t, take(a), membership.KindDisconnect)
+	if bye.Peer != 2 || bye.Msg.(membership.Disconnect).Alive {
+		t.Fatalf("Leave sent %+v, want Disconnect{Alive: false} to the pending peer", bye)
+	}
+	b.HandleMessage(1, req.Msg, epoch)
+	take(b)
+	if !b.IsActive(1) {
+		t.Fatal("setup: the request was not accepted")
+	}
+	b.HandleMessage(1, bye.Msg, epoch)
+	if acts := take(b); !has(acts, membership.ActionNeighborDown, 1) || b.IsActive(1) {
+		t.Fatalf("the node that left is still a neighbour: %v", kinds(acts))
+	}
+}
+
+// A neighbour lost to a failure that turns up again is joined through, once: after a
+// partition heals, that is what links full views across it (a full peer refuses offers).
+func TestLostNeighbourIsJoinedThroughOnceWhenItComesBack(t *testing.T) {
+	cfg := membership.DefaultConfig()
+	a, b, c := newState(t, 1, testKey, cfg), newState(t, 2, testKey, cfg), newState(t, 3, testKey, cfg)
+	link(t, a, b)
+	link(t, a, c)
+
+	a.PeerUp(membership.PeerInfo[nid]{ID: 3}, epoch) // a neighbour: nothing to do
+	if acts := take(a); len(acts) != 0 {
+		t.Fatalf("PeerUp of a neighbour: %v", kinds(acts))
+	}
+	a.PeerDown(2, epoch)
+	take(a)
+	a.PeerUp(membership.PeerInfo[nid]{ID: 2}, epoch)
+	if j := one(t, take(a), membership.KindJoin); j.Peer != 2 {
+		t.Fatalf("joined through %d", j.Peer)
+	}
+	a.PeerUp(membership.PeerInfo[nid]{ID: 2}, epoch)
+	if acts := sends(take(a), membership.KindJoin); len(acts) != 0 {
+		t.Fatal("joined through the same lost neighbour twice")
+	}
+
+	// Discovery finding it again counts as coming back, too.
+	a.PeerDown(3, epoch)
+	take(a)
+	a.Offer([]membership.PeerInfo[nid]{{ID: 3}}, epoch)
+	if j := sends(take(a), membership.KindJoin); len(j) != 1 || j[0].Peer != 3 {
+		t.Fatalf("offered lost neighbour: joins %v", j)
+	}
+	// A peer that was never a neighbour is only offered.
+	a.PeerUp(membership.PeerInfo[nid]{ID: 9}, epoch)
+	if acts := take(a); len(acts) != 0 {
+		t.Fatalf("PeerUp of a stranger: %v", kinds(acts))
+	}
+}

@@ -105,6 +105,10 @@ type Sim struct {
 	messages uint64
 	lost     uint64
 	scratch  []NodeID
+
+	// split is set between Partition and HealPartition: messages between nodes of
+	// different sides fail at the sender, and Heal finds contacts on the node's own side.
+	split bool
 }
 
 type node struct {
@@ -113,6 +117,8 @@ type node struct {
 	crashed bool
 	// gotBcast is the id of the last broadcast this node received.
 	gotBcast uint32
+	// side is the node's side of the last Partition.
+	side int
 }
 
 func (n *node) up() bool { return n.started && !n.crashed }
@@ -253,6 +259,55 @@ func (s *Sim) CrashFraction(fraction float64) []NodeID {
 	return victims
 }
 
+// Partition splits the network: side gives each node's side. Connections between sides
+// break, so every node learns (after FailureDetection) that its neighbours on the other
+// side failed, and from now on a message between sides fails at its sender.
+func (s *Sim) Partition(side func(NodeID) int) {
+	for i := range s.nodes {
+		s.nodes[i].side = side(NodeID(i))
+	}
+	s.split = true
+	for _, id := range s.live {
+		s.scratch = s.nodes[id].state.AppendActive(s.scratch[:0])
+		for _, p := range s.scratch {
+			if s.cut(id, p) {
+				s.push(event{at: s.now + s.cfg.FailureDetection, kind: evPeerDown, node: id, peer: p})
+			}
+		}
+	}
+}
+
+// HealPartition reconnects the sides. Nothing crosses by itself: like lfnet's nodes, the
+// sides find each other again through discovery (Rediscover).
+func (s *Sim) HealPartition() { s.split = false }
+
+// Rediscover gives every live node k random live nodes as discovery would: each is
+// reported reachable (State.PeerUp) and offered (State.Offer), as lfnet's membership
+// driver does with the contacts topic discovery finds.
+func (s *Sim) Rediscover(k int) {
+	now := s.epoch.Add(s.now)
+	contacts := make([]membership.PeerInfo[NodeID], 0, k)
+	for _, id := range s.live {
+		contacts = contacts[:0]
+		for range k {
+			if c, ok := s.randomLiveExcept(id); ok {
+				contacts = append(contacts, membership.PeerInfo[NodeID]{ID: c})
+			}
+		}
+		st := s.nodes[id].state
+		for _, c := range contacts {
+			st.PeerUp(c, now)
+		}
+		st.Offer(contacts, now)
+		s.apply(id)
+	}
+}
+
+// cut reports whether a partition separates a and b.
+func (s *Sim) cut(a, b NodeID) bool {
+	return s.split && s.nodes[a].side != s.nodes[b].side
+}
+
 // RandomLive returns a random live node (there must be one).
 func (s *Sim) RandomLive() NodeID { return s.live[s.rng.IntN(len(s.live))] }
 
@@ -312,7 +367,7 @@ func (s *Sim) handle(ev *event) {
 		s.start(ev.node)
 		return
 	case evMessage, evBroadcast:
-		if !n.up() {
+		if !n.up() || s.cut(ev.peer, ev.node) {
 			// The receiver is gone: the send fails at the sender, like a TCP reset.
 			if s.nodes[ev.peer].up() {
 				s.push(event{at: s.now + s.cfg.FailureDetection, kind: evPeerDown, node: ev.peer, peer: ev.node})
@@ -394,16 +449,37 @@ func (s *Sim) apply(id NodeID) {
 	}
 }
 
+// randomLiveExcept returns a random live node other than id that id can reach.
 func (s *Sim) randomLiveExcept(id NodeID) (NodeID, bool) {
 	if len(s.live) == 0 || (len(s.live) == 1 && s.live[0] == id) {
 		return 0, false
 	}
-	for {
+	// Rejection sampling is fast while most nodes are eligible; a scan settles the rest.
+	for range 64 {
 		c := s.live[s.rng.IntN(len(s.live))]
-		if c != id {
+		if c != id && !s.cut(id, c) {
 			return c, true
 		}
 	}
+	n := 0
+	for _, c := range s.live {
+		if c != id && !s.cut(id, c) {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, false
+	}
+	k := s.rng.IntN(n)
+	for _, c := range s.live {
+		if c != id && !s.cut(id, c) {
+			if k == 0 {
+				return c, true
+			}
+			k--
+		}
+	}
+	return 0, false
 }
 
 func (s *Sim) rebuildLive() {

@@ -145,3 +145,44 @@ func TestInvalidConfig(t *testing.T) {
 		t.Fatal("decreasing heal periods accepted")
 	}
 }
+
+// TestPartitionHeals splits a settled overlay in two. Each side refills its views from its
+// own side until every view is full, and a full view refuses the low-priority link an
+// offered peer asks for, so offers alone leave the sides apart (with PeerUp's rejoin
+// disabled, each of these runs ends in two components). After the network heals,
+// discovery hands every node a few random nodes; the ones that were neighbours before the
+// split are joined through (State.PeerUp), a Join gets into a full view, and the overlay is
+// one again.
+func TestPartitionHeals(t *testing.T) {
+	const nodes = 40
+	side := func(n NodeID) int { return int(n) % 2 }
+	for _, seed := range []uint64{1, 4, 5} {
+		s := settled(t, testConfig(nodes, seed))
+		s.Partition(side)
+		s.RunFor(time.Minute)
+		if m := s.Measure(); m.Components < 2 || m.DeadLinks != 0 {
+			t.Fatalf("seed %d, while split: %+v", seed, m)
+		}
+		for i := range nodes {
+			st := s.State(NodeID(i))
+			if st.ActiveLen() != st.Config().ActiveSize {
+				t.Fatalf("seed %d: node %d has %d neighbours while split, want a full view", seed, i, st.ActiveLen())
+			}
+			for _, p := range st.ActiveView() {
+				if side(p) != side(NodeID(i)) {
+					t.Fatalf("seed %d: node %d kept neighbour %d across the partition", seed, i, p)
+				}
+			}
+		}
+
+		s.HealPartition()
+		s.Rediscover(5)
+		s.RunFor(time.Minute)
+		if m := s.Measure(); m.Components != 1 || m.Symmetry != 1 {
+			t.Fatalf("seed %d, after healing: %+v", seed, m)
+		}
+		if r := s.Broadcast(s.RandomLive(), 5*time.Second); r.Reliability() != 1 {
+			t.Fatalf("seed %d: reliability after healing %v", seed, r.Reliability())
+		}
+	}
+}
