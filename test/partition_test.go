@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -119,7 +121,11 @@ func gossipRound(t *testing.T, nodes []*meshNode, round string, groups [][]int) 
 				i := queue[0]
 				queue = queue[1:]
 				for _, p := range nodes[i].gossips[tp].MeshPeers() {
-					if j, ok := index[p]; ok && !seen[j] {
+					// Only a mutual link counts: a GRAFT that reached a peer before that
+					// peer had the sender in its view was ignored, and until the peer
+					// grafts back it drops what arrives over the link if the sender
+					// was never its neighbour (gossip's WasNeighbor rule).
+					if j, ok := index[p]; ok && !seen[j] && slices.Contains(nodes[j].gossips[tp].MeshPeers(), nodes[i].self) {
 						seen[j] = true
 						queue = append(queue, j)
 					}
@@ -151,7 +157,7 @@ func gossipRound(t *testing.T, nodes []*meshNode, round string, groups [][]int) 
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: the gossip meshes never connected each group", round)
+			t.Fatalf("%s: the gossip meshes never connected each group:\n%s", round, meshReport(nodes, groups, holders, reachable))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -401,4 +407,45 @@ func TestPartitionedMeshConvergesAfterHealing(t *testing.T) {
 	// And gossip from any node reaches every node of its topics again.
 	gossipRound(t, nodes, "healed", [][]int{append(sides[0], sides[1]...)})
 	phase("gossip delivered to every node")
+}
+
+// meshReport describes, for every group and topic whose mesh is not connected, each
+// holder's overlay neighbours and GossipSub mesh peers, by node index.
+func meshReport(nodes []*meshNode, groups [][]int, holders func([]int, topics.Topic) []int, reachable func([]int, topics.Topic) bool) string {
+	index := map[peer.ID]int{}
+	for i, m := range nodes {
+		index[m.self] = i
+	}
+	names := func(ids []peer.ID) []int {
+		out := make([]int, 0, len(ids))
+		for _, p := range ids {
+			if i, ok := index[p]; ok {
+				out = append(out, i)
+			} else {
+				out = append(out, -1)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	var b strings.Builder
+	seen := map[topics.Topic]bool{}
+	for _, m := range nodes {
+		for tp := range m.gossips {
+			seen[tp] = true
+		}
+	}
+	for gi, g := range groups {
+		for tp := range seen {
+			members := holders(g, tp)
+			if reachable(members, tp) {
+				continue
+			}
+			fmt.Fprintf(&b, "group %d, topic %s:\n", gi, tp.Short())
+			for _, i := range members {
+				fmt.Fprintf(&b, "  node %d: neighbours %v, mesh %v\n", i, names(nodes[i].n.Neighbors(tp)), names(nodes[i].gossips[tp].MeshPeers()))
+			}
+		}
+	}
+	return b.String()
 }
