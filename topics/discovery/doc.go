@@ -21,7 +21,11 @@
 // Random walks (two by default) keep discovery going in the background: each step contacts
 // a node the previous session returned, or with a small probability (and whenever there is
 // nothing to continue with) a bootstrap or other known node. Results land in the host's
-// address book: node -> common topics and its signed record.
+// address book: node -> common topics and its signed record. The walks step every 10 s
+// while they learn something, and slow down to every 80 s while rounds change nothing in
+// the address book (Config.StepIntervalMax): in a network whose membership is stable they
+// were the largest background traffic. A failed session, a new topic or an overlay asking
+// for contacts brings them back to full speed.
 //
 // The decision logic (which node to contact next, backoff after failures) is the pure
 // Walker, with injected clock and randomness; Service runs it on real streams.

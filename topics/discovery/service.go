@@ -30,15 +30,26 @@ type Config struct {
 	// StepInterval is the pause between two steps of the walks; 0 disables the walks
 	// (sessions then run only through Discover and for inbound streams).
 	StepInterval time.Duration
+	// StepIntervalMax is how far the pause stretches while the walks bring no news: after
+	// a round of steps that changed nothing in the address book (no node, no node sharing
+	// a held topic, added or dropped), had no failed session and found somebody to walk
+	// to, the pause doubles, up to StepIntervalMax. News, a failure, a newly held topic or
+	// an overlay asking for contacts (Kick) bring it back to StepInterval. Zero means
+	// 8 × StepInterval; a value below StepInterval keeps the walks at StepInterval.
+	StepIntervalMax time.Duration
 	// SessionTimeout bounds one session.
 	SessionTimeout time.Duration
 	Logger         *slog.Logger
 }
 
-// DefaultConfig returns two walkers stepping every 10 s (jittered) and 10 s sessions.
+// DefaultConfig returns two walkers stepping every 10 s (jittered), slowing down to every
+// 80 s while they learn nothing new, and 10 s sessions.
 func DefaultConfig() Config {
 	return Config{Walker: DefaultWalkerConfig(), StepInterval: 10 * time.Second, SessionTimeout: 10 * time.Second}
 }
+
+// stepIntervalSlowdown is the default ratio of StepIntervalMax to StepInterval.
+const stepIntervalSlowdown = 8
 
 // EventKind says what an Event reports.
 type EventKind uint8
@@ -105,6 +116,9 @@ type Service struct {
 func New(h host.Host, proto protocol.ID, book *lfhost.AddressBook, reg *topics.Registry, cfg Config) *Service {
 	if cfg.SessionTimeout <= 0 {
 		cfg.SessionTimeout = DefaultConfig().SessionTimeout
+	}
+	if cfg.StepIntervalMax == 0 {
+		cfg.StepIntervalMax = stepIntervalSlowdown * cfg.StepInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -183,18 +197,38 @@ func (s *Service) walk() {
 	defer s.wg.Done()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	pace := pacer{base: s.cfg.StepInterval, max: s.cfg.StepIntervalMax}
+	seen := s.fingerprint()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-timer.C:
 		case <-s.kick:
+			pace.reset()
 		}
+		settled := true
 		for i := range s.walker.Walkers() {
-			s.step(i)
+			if !s.step(i) {
+				settled = false
+			}
 		}
-		timer.Reset(s.jittered(s.cfg.StepInterval))
+		now := s.fingerprint()
+		timer.Reset(s.jittered(pace.next(!settled || now != seen)))
+		seen = now
 	}
+}
+
+// bookFingerprint summarises what the address book knows that the walks care about: how
+// many nodes, and how many node-topic pairs for the topics held.
+type bookFingerprint struct{ nodes, holders int }
+
+func (s *Service) fingerprint() bookFingerprint {
+	f := bookFingerprint{nodes: s.book.Len()}
+	for _, t := range s.reg.Topics() {
+		f.holders += len(s.book.NodesForTopic(t))
+	}
+	return f
 }
 
 func (s *Service) jittered(d time.Duration) time.Duration {
@@ -222,21 +256,25 @@ func (s *Service) candidates() Candidates {
 	return c
 }
 
-func (s *Service) step(i int) {
+// step runs one step of walk i. It reports false if the walks should not slow down: the
+// session failed, or there was nobody to walk to (a round then costs nothing, and a node
+// waiting for its first contact, from mDNS say, should use it at once).
+func (s *Service) step(i int) bool {
 	cands := s.candidates()
 	s.walkMu.Lock()
 	p, ok := s.walker.Next(i, cands, time.Now())
 	s.walkMu.Unlock()
 	if !ok {
-		return
+		return false
 	}
 	res, err := s.Discover(s.ctx, p)
 	if s.ctx.Err() != nil {
-		return
+		return true
 	}
 	s.walkMu.Lock()
 	s.walker.Result(i, p, res.Learned, err != nil, time.Now())
 	s.walkMu.Unlock()
+	return err == nil
 }
 
 // Discover runs one session with p as initiator and records what it learns.

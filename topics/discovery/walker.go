@@ -115,3 +115,25 @@ func (w *Walker) Result(i int, p peer.ID, returned []peer.ID, failed bool, now t
 
 // BackedOff reports whether p is waiting out a backoff at now.
 func (w *Walker) BackedOff(p peer.ID, now time.Time) bool { return !w.usable(p, now) && p != w.self }
+
+// pacer sets the pause between rounds of walk steps: base after news, doubling while
+// rounds bring none, up to max. A round is cheap for one node but the walks of every node
+// together are the largest background traffic of a quiet network (BENCHMARKS.md, "At
+// scale"), and in a network whose membership does not change they find nothing new.
+type pacer struct {
+	base, max, cur time.Duration
+}
+
+// next returns the pause after a round; news says whether the round learned anything.
+func (p *pacer) next(news bool) time.Duration {
+	switch {
+	case news || p.cur == 0:
+		p.cur = p.base
+	default:
+		p.cur = min(2*p.cur, max(p.max, p.base))
+	}
+	return p.cur
+}
+
+// reset makes the next pause base again.
+func (p *pacer) reset() { p.cur = 0 }
