@@ -44,12 +44,16 @@ type Action struct {
 	SessionID uint64
 	Gen       uint64
 	After     time.Duration
+	// Probe marks a StartSession with a node that is not a neighbour (see Probe): the
+	// session must end once the two sides are in sync instead of staying open in live mode.
+	Probe bool
 }
 
 type peerState struct {
 	neighbor  bool
 	session   uint64 // 0: none
 	initiator bool
+	probe     bool // the running session was started as a probe
 	failures  int
 	timerGen  uint64 // only the timer with this generation is current
 }
@@ -93,8 +97,9 @@ func (c *Coordinator) peer(p peer.ID) *peerState {
 func (c *Coordinator) start(p peer.ID, ps *peerState) {
 	ps.session = c.nextID()
 	ps.initiator = true
+	ps.probe = !ps.neighbor
 	ps.timerGen++ // a pending retry or re-sync is moot now
-	c.out = append(c.out, Action{Kind: StartSession, Peer: p, SessionID: ps.session})
+	c.out = append(c.out, Action{Kind: StartSession, Peer: p, SessionID: ps.session, Probe: ps.probe})
 }
 
 func (c *Coordinator) cancel(p peer.ID, ps *peerState) {
@@ -121,7 +126,8 @@ func (c *Coordinator) NeighborUp(p peer.ID) {
 // Probe starts a one-off session with p, a node known to share the topic that is not a
 // neighbour, unless one is running. It is how two overlay components that never link up
 // (after a partition heals, for instance) still converge: nothing is retried or kept
-// alive for it.
+// alive for it, and the session does not stay open in live mode (Action.Probe), or every
+// probe would leave a live link to a node outside the overlay.
 func (c *Coordinator) Probe(p peer.ID) {
 	ps := c.peer(p)
 	if ps.session == 0 {
@@ -153,6 +159,7 @@ func (c *Coordinator) Incoming(p peer.ID) uint64 {
 	c.cancel(p, ps)
 	ps.session = c.nextID()
 	ps.initiator = false
+	ps.probe = false
 	ps.timerGen++
 	return ps.session
 }
@@ -165,6 +172,8 @@ func (c *Coordinator) SessionEnded(p peer.ID, id uint64, failed bool) {
 		return
 	}
 	ps.session = 0
+	wasProbe := ps.probe
+	ps.probe = false
 	if !ps.neighbor {
 		// An accepted session from a node that is not (yet) our neighbour: nothing to
 		// keep alive.
@@ -175,6 +184,11 @@ func (c *Coordinator) SessionEnded(p peer.ID, id uint64, failed bool) {
 	case failed:
 		ps.failures++
 		c.schedule(p, ps, c.backoff(ps.failures))
+	case wasProbe && c.cfg.Live:
+		// The probed node became a neighbour while the one-off session ran: now the
+		// session that stays open.
+		ps.failures = 0
+		c.start(p, ps)
 	case c.cfg.Live:
 		// A live session only ends cleanly when the remote closed the topic; try again
 		// later in case it reopens.

@@ -178,3 +178,27 @@ func TestProbeRunsOnceWithoutRetries(t *testing.T) {
 	c.NeighborUp("far")
 	onlyAction(t, c.Actions(), StartSession)
 }
+
+// A probe's session is marked so that it ends once in sync; if the probed node became a
+// neighbour meanwhile, the session that stays open follows at once.
+func TestProbeSessionIsOneOffAndNeighbourSessionFollows(t *testing.T) {
+	c := newTestCoordinator("a", true)
+	c.Probe("far")
+	probe := onlyAction(t, c.Actions(), StartSession)
+	if !probe.Probe {
+		t.Fatal("probe session not marked as a probe")
+	}
+	c.NeighborUp("far")
+	if as := c.Actions(); len(as) != 0 {
+		t.Fatalf("NeighborUp during the probe produced %v", kinds(as))
+	}
+	c.SessionEnded("far", probe.SessionID, false)
+	next := onlyAction(t, c.Actions(), StartSession)
+	if next.Probe || next.SessionID == probe.SessionID {
+		t.Fatalf("after the probe: %+v", next)
+	}
+	c.NeighborUp("near")
+	if a := onlyAction(t, c.Actions(), StartSession); a.Probe {
+		t.Fatal("neighbour session marked as a probe")
+	}
+}

@@ -17,7 +17,12 @@ type SessionInfo struct {
 	Topic     topics.Topic
 	Remote    peer.ID
 	Initiator bool // this node opened the stream
-	Live      bool // stay connected after catching up and exchange new data as it appears
+	// Live: stay connected after catching up and exchange new data as it appears. It is
+	// false for a probe of a node that is not a neighbour (Coordinator.Probe). The two sides
+	// decide it separately: a live side whose remote closes its writing side after catching
+	// up ends the session normally, and a side that is not live ignores live data that
+	// arrives before the remote notices.
+	Live bool
 }
 
 // Conn is the framed message channel of one session. One goroutine may read while another

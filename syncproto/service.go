@@ -308,7 +308,7 @@ func (t *Topic) apply(actions []Action) {
 			ctx, cancel := context.WithCancel(t.ctx)
 			t.sessions[a.SessionID] = cancel
 			t.sessionWG.Add(1)
-			go t.initiate(ctx, a.Peer, a.SessionID)
+			go t.initiate(ctx, a.Peer, a.SessionID, a.Probe)
 		case CancelSession:
 			if cancel, ok := t.sessions[a.SessionID]; ok {
 				cancel()
@@ -358,9 +358,9 @@ func (t *Topic) incoming(p peer.ID) (id uint64, ctx context.Context, ok bool) {
 	}
 }
 
-func (t *Topic) initiate(ctx context.Context, p peer.ID, id uint64) {
+func (t *Topic) initiate(ctx context.Context, p peer.ID, id uint64, probe bool) {
 	defer t.sessionWG.Done()
-	info := SessionInfo{ID: id, Topic: t.topic, Remote: p, Initiator: true, Live: t.cfg.Live}
+	info := SessionInfo{ID: id, Topic: t.topic, Remote: p, Initiator: true, Live: t.cfg.Live && !probe}
 	st, r, err := t.open(ctx, p)
 	if err != nil {
 		switch {

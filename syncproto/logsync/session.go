@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lfnet/lfnet/syncproto"
 )
@@ -172,9 +173,30 @@ func (s *session) Run(parent context.Context, conn syncproto.Conn, emit func(syn
 	ctx, cancel := context.WithCancelCause(parent)
 	s.cancel = cancel
 	defer cancel(nil)
-	// Blocked reads and writes must end when either direction fails.
-	stop := context.AfterFunc(ctx, func() { _ = conn.Reset() })
-	defer stop()
+	// Blocked reads and writes must end when either direction fails. When the remote merely
+	// closed its side (it is done, and does not run the topic live), ours ends cleanly
+	// instead: the live writer stops and closes our side, so that a remote still reading
+	// sees the end rather than a reset. A writer stuck on a remote that stopped reading is
+	// reset after closeGrace.
+	var grace *time.Timer
+	var graceMu sync.Mutex
+	stop := context.AfterFunc(ctx, func() {
+		if !errors.Is(context.Cause(ctx), errRemoteClosed) {
+			_ = conn.Reset()
+			return
+		}
+		graceMu.Lock()
+		grace = time.AfterFunc(closeGrace, func() { _ = conn.Reset() })
+		graceMu.Unlock()
+	})
+	defer func() {
+		stop()
+		graceMu.Lock()
+		if grace != nil {
+			grace.Stop()
+		}
+		graceMu.Unlock()
+	}()
 	if s.info.Live {
 		// Registered before our Have is computed, so nothing stored meanwhile is missed:
 		// it is either below the announced heights or in the live queue (or both; the
@@ -194,17 +216,46 @@ func (s *session) Run(parent context.Context, conn syncproto.Conn, emit func(syn
 		}
 	}
 	cause := context.Cause(ctx)
+	if errors.Is(cause, errRemoteClosed) {
+		if err := conn.CloseWrite(); err != nil {
+			return fmt.Errorf("logsync: close write: %w", err)
+		}
+		return nil
+	}
 	switch {
 	case !failed && cause == nil:
 		return nil
 	case parent.Err() != nil:
 		return nil // stopped from outside: neighbour gone or topic closed
-	case errors.Is(cause, errRemoteClosed):
-		return nil
 	default:
 		return cause
 	}
 }
+
+// drain ends the reading direction of a session that is not live: it reads until the
+// remote closes its side. A remote in live mode (a neighbour of ours that we probe, or a
+// node that runs the topic live while we do not) may push live frames until it sees our
+// side close; they are dropped. Anything else after Done breaks the protocol.
+func (s *session) drain(conn syncproto.Conn) error {
+	for {
+		kind, _, err := s.read(conn)
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return err
+		}
+		switch kind {
+		case kindLive, kindChunk, kindAnnounce, kindGraft, kindPrune:
+		default:
+			return fmt.Errorf("%w: kind %d after done", ErrProtocol, kind)
+		}
+	}
+}
+
+// closeGrace bounds how long a live session whose remote closed its side waits for its own
+// writes to drain before it resets the stream.
+const closeGrace = 10 * time.Second
 
 // errRemoteClosed ends a live session whose peer closed its side: a normal end.
 var errRemoteClosed = errors.New("logsync: remote closed the live session")
@@ -523,13 +574,7 @@ func (s *session) receive(ctx context.Context, conn syncproto.Conn, remoteHave c
 	emit(syncproto.Event{Kind: syncproto.SyncFinished, Metrics: s.metrics()})
 
 	if !s.info.Live {
-		if _, _, err := s.read(conn); !errors.Is(err, io.EOF) {
-			if err == nil {
-				return fmt.Errorf("%w: data after done", ErrProtocol)
-			}
-			return err
-		}
-		return nil
+		return s.drain(conn)
 	}
 	emit(syncproto.Event{Kind: syncproto.LiveModeStarted})
 	for {

@@ -33,6 +33,8 @@ type syncNode struct {
 
 	mu       sync.Mutex
 	received syncproto.Metrics // summed over finished sessions
+	finished int               // SyncFinished events
+	ended    int               // SessionEnded events
 	failures []error
 	done     chan struct{}
 }
@@ -65,8 +67,11 @@ func newSyncNode(t *testing.T, room topics.Topic, live bool, store Store) *syncN
 			n.mu.Lock()
 			switch ev.Kind {
 			case syncproto.SyncFinished:
+				n.finished++
 				n.received.ItemsReceived += ev.Metrics.ItemsReceived
 				n.received.BytesReceived += ev.Metrics.BytesReceived
+			case syncproto.SessionEnded:
+				n.ended++
 			case syncproto.SessionFailed:
 				n.failures = append(n.failures, ev.Err)
 			}
@@ -389,5 +394,65 @@ func TestSyncForgedOperationCutsOffPeerHonestPeersConverge(t *testing.T) {
 	}
 	if has, _ := a.store.Has(context.Background(), op.Hash()); has {
 		t.Fatal("forged operation stored")
+	}
+}
+
+// TestProbeSyncsOnceAndCloses: anti-entropy probes a node that shares the topic but is not
+// a neighbour. The probe brings both up to date and ends; it must not stay open in live
+// mode, or every probe would leave a live link outside the overlay.
+func TestProbeSyncsOnceAndCloses(t *testing.T) {
+	room := topics.Random()
+	a, b := newSyncNode(t, room, true, NewMemStore()), newSyncNode(t, room, true, NewMemStore())
+	if err := a.h.Connect(context.Background(), peer.AddrInfo{ID: b.h.ID(), Addrs: b.h.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	a.append(t, 3, 100)
+	b.append(t, 5, 100)
+	a.tp.Probe(b.h.ID())
+	waitHeights(t, []*syncNode{a, b}, map[LogRef]uint64{a.logRef(): 3, b.logRef(): 5})
+	waitFor(t, "the probe session to end on both sides", func() bool {
+		a.mu.Lock()
+		b.mu.Lock()
+		defer a.mu.Unlock()
+		defer b.mu.Unlock()
+		return a.ended == 1 && b.ended == 1
+	})
+	if a.mgr.LiveStats().Sessions != 0 || b.mgr.LiveStats().Sessions != 0 {
+		t.Fatal("a live session outlived the probe")
+	}
+	for _, n := range []*syncNode{a, b} {
+		if _, failures := n.stats(); len(failures) != 0 {
+			t.Fatalf("probe failed: %v", failures)
+		}
+	}
+}
+
+// TestLiveAndOneShotNeighboursEndCleanly: a node that runs the topic live and one that
+// does not are neighbours. Their sessions end when the one-shot side is done, even while
+// the live side pushes new operations, and neither side counts that as a failure.
+func TestLiveAndOneShotNeighboursEndCleanly(t *testing.T) {
+	room := topics.Random()
+	live, oneShot := newSyncNode(t, room, true, NewMemStore()), newSyncNode(t, room, false, NewMemStore())
+	link(t, live, oneShot)
+	want := map[LogRef]uint64{}
+	for round := 0; ; round++ {
+		live.append(t, 1, 100)
+		want[live.logRef()]++
+		oneShot.mu.Lock()
+		finished := oneShot.finished
+		oneShot.mu.Unlock()
+		if finished >= 3 {
+			break
+		}
+		if round > 10000 {
+			t.Fatal("fewer than three sessions finished")
+		}
+		time.Sleep(5 * time.Millisecond) // paces the publisher; the loop waits on session counts
+	}
+	waitHeights(t, []*syncNode{live, oneShot}, want)
+	for _, n := range []*syncNode{live, oneShot} {
+		if _, failures := n.stats(); len(failures) != 0 {
+			t.Fatalf("sessions failed: %v", failures)
+		}
 	}
 }
