@@ -7,7 +7,6 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/lfnet/lfnet/syncproto"
 )
@@ -31,6 +30,8 @@ type session struct {
 
 	live   *liveQueue // what to send once in live mode, in order
 	cancel context.CancelCauseFunc
+	// remoteDone is closed when the remote closed its side in live mode (see Run).
+	remoteDone chan struct{}
 
 	seenMu sync.Mutex
 	seen   map[Hash]linkMark // what crossed this link, per operation
@@ -173,30 +174,10 @@ func (s *session) Run(parent context.Context, conn syncproto.Conn, emit func(syn
 	ctx, cancel := context.WithCancelCause(parent)
 	s.cancel = cancel
 	defer cancel(nil)
-	// Blocked reads and writes must end when either direction fails. When the remote merely
-	// closed its side (it is done, and does not run the topic live), ours ends cleanly
-	// instead: the live writer stops and closes our side, so that a remote still reading
-	// sees the end rather than a reset. A writer stuck on a remote that stopped reading is
-	// reset after closeGrace.
-	var grace *time.Timer
-	var graceMu sync.Mutex
-	stop := context.AfterFunc(ctx, func() {
-		if !errors.Is(context.Cause(ctx), errRemoteClosed) {
-			_ = conn.Reset()
-			return
-		}
-		graceMu.Lock()
-		grace = time.AfterFunc(closeGrace, func() { _ = conn.Reset() })
-		graceMu.Unlock()
-	})
-	defer func() {
-		stop()
-		graceMu.Lock()
-		if grace != nil {
-			grace.Stop()
-		}
-		graceMu.Unlock()
-	}()
+	// Blocked reads and writes must end when either direction fails.
+	stop := context.AfterFunc(ctx, func() { _ = conn.Reset() })
+	defer stop()
+	s.remoteDone = make(chan struct{})
 	if s.info.Live {
 		// Registered before our Have is computed, so nothing stored meanwhile is missed:
 		// it is either below the announced heights or in the live queue (or both; the
@@ -216,7 +197,9 @@ func (s *session) Run(parent context.Context, conn syncproto.Conn, emit func(syn
 		}
 	}
 	cause := context.Cause(ctx)
-	if errors.Is(cause, errRemoteClosed) {
+	if !failed && s.remoteClosed() {
+		// The remote closed its side after catching up (it does not run the topic live)
+		// and our catch-up is out: close ours, so that it sees the end rather than a reset.
 		if err := conn.CloseWrite(); err != nil {
 			return fmt.Errorf("logsync: close write: %w", err)
 		}
@@ -253,12 +236,15 @@ func (s *session) drain(conn syncproto.Conn) error {
 	}
 }
 
-// closeGrace bounds how long a live session whose remote closed its side waits for its own
-// writes to drain before it resets the stream.
-const closeGrace = 10 * time.Second
-
-// errRemoteClosed ends a live session whose peer closed its side: a normal end.
-var errRemoteClosed = errors.New("logsync: remote closed the live session")
+// remoteClosed reports whether the remote closed its side in live mode (see Run).
+func (s *session) remoteClosed() bool {
+	select {
+	case <-s.remoteDone:
+		return true
+	default:
+		return false
+	}
+}
 
 func (s *session) writeMsg(conn syncproto.Conn, kind uint64, msg any) error {
 	b, err := encodeMessage(kind, msg)
@@ -384,11 +370,16 @@ func (s *session) sendLive(ctx context.Context, conn syncproto.Conn) error {
 		return err
 	}
 	for {
+		if s.remoteClosed() {
+			return nil // the remote reads no more live data
+		}
 		it, ok := s.live.pop()
 		if !ok {
 			select {
 			case <-s.live.signal:
 				continue
+			case <-s.remoteDone:
+				return nil
 			case <-ctx.Done():
 				return nil
 			}
@@ -580,7 +571,10 @@ func (s *session) receive(ctx context.Context, conn syncproto.Conn, remoteHave c
 	for {
 		kind, msg, err := s.read(conn)
 		if errors.Is(err, io.EOF) {
-			return errRemoteClosed
+			// A normal end: the remote is done. Our writing direction finishes its
+			// catch-up, which the remote still reads, and then stops (sendLive).
+			close(s.remoteDone)
+			return nil
 		}
 		if err != nil {
 			return err
