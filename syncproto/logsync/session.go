@@ -216,8 +216,8 @@ func (s *session) Run(parent context.Context, conn syncproto.Conn, emit func(syn
 }
 
 // drain ends the reading direction of a session that is not live: it reads until the
-// remote closes its side. A remote in live mode (a neighbour of ours that we probe, or a
-// node that runs the topic live while we do not) may push live frames until it sees our
+// remote closes its side. A remote in live mode (a node we probe, which runs the topic
+// live, or a neighbour that does while we do not) may push live frames until it sees our
 // side close; they are dropped. Anything else after Done breaks the protocol.
 func (s *session) drain(conn syncproto.Conn) error {
 	for {
