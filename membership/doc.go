@@ -6,7 +6,8 @@
 // The package has two layers:
 //
 //   - State, a pure and deterministic state machine (no goroutines, no I/O, injected clock
-//     and random source). Inputs: Join, HandleMessage, HandleTimer, PeerDown, Leave.
+//     and random source). Inputs: Join, Offer, PeerUp, HandleMessage, HandleTimer, PeerDown,
+//     Leave.
 //     Outputs, drained with Actions: Send, Connect, Disconnect, NeighborUp, NeighborDown,
 //     SetTimer and NeedContacts. It is generic over the peer id, so the same code runs over
 //     libp2p (peer.ID) and in the simulator of package membership/sim (small integers).
@@ -37,6 +38,14 @@
 //   - When the node has no neighbour or no passive peer left to ask, it emits NeedContacts;
 //     the driver then rejoins through known contacts and the ContactSource (lfnet's address
 //     book and topic discovery).
+//   - Nodes learned outside the protocol (discovery, new connections) are offered: they
+//     enter the passive view. A neighbour lost to a failure that turns up again is joined
+//     through instead, once (State.PeerUp): after a partition each side fills its views
+//     from its own side, and full views refuse offered peers, but not a Join.
+//   - Leave also disconnects peers with a pending Neighbor request, and for two minutes
+//     the driver answers a message for an overlay it left with Disconnect, once per peer:
+//     a peer may have taken the node in (accepting its request, or at the end of a Join
+//     walk) after it stopped listening.
 //
 // # Proof of topic knowledge and replay
 //
