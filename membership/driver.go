@@ -95,6 +95,10 @@ type Driver struct {
 	closed   bool
 	// left remembers overlays this node left recently (see tellGone), at most maxLeft.
 	left map[[32]byte]*leftOverlay
+	// stopping ends when Close starts waiting for the stream handlers, so that an answer
+	// being sent (tellGone) does not hold it up.
+	stopping     context.Context
+	stopHandlers context.CancelFunc
 
 	notifiee *network.NotifyBundle
 	handlers sync.WaitGroup
@@ -134,6 +138,7 @@ func NewDriver(h host.Host, proto protocol.ID, opts ...Option) (*Driver, error) 
 		overlays: make(map[[32]byte]*Overlay),
 		inbound:  make(map[network.Stream]struct{}),
 	}
+	d.stopping, d.stopHandlers = context.WithCancel(context.Background())
 	d.notifiee = &network.NotifyBundle{ConnectedF: d.connected, DisconnectedF: d.disconnected}
 	h.SetStreamHandler(proto, d.handleStream)
 	h.Network().Notify(d.notifiee)
@@ -210,6 +215,7 @@ func (d *Driver) Close() error {
 		_ = s.Reset()
 	}
 	d.mu.Unlock()
+	d.stopHandlers()
 	d.handlers.Wait()
 	return nil
 }
@@ -276,7 +282,7 @@ func (d *Driver) tellGone(id [32]byte, p peer.ID) {
 		d.log.Error("membership: encode", "kind", KindDisconnect, "err", err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(network.WithNoDial(context.Background(), "membership: answer for a left overlay"), d.opts.writeTimeout)
+	ctx, cancel := context.WithTimeout(network.WithNoDial(d.stopping, "membership: answer for a left overlay"), d.opts.writeTimeout)
 	defer cancel()
 	s, err := d.h.NewStream(ctx, p, d.proto)
 	if err != nil {
