@@ -242,6 +242,17 @@ func (d *Driver) remove(o *Overlay) {
 	}
 }
 
+// startStream writes the hello that names overlay id on a new outgoing stream and returns
+// the writer for the messages that follow.
+func (d *Driver) startStream(s network.Stream, id [32]byte) (*codec.Writer, error) {
+	_ = s.SetWriteDeadline(time.Now().Add(d.opts.writeTimeout))
+	w := codec.NewWriter(s, codec.MaxFrameMembership)
+	if err := w.Encode(wireHello{Overlay: id[:]}); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
 // A node that left an overlay can still be taken for a neighbour by a peer that accepted
 // a request of it just before, or that a Join walk ended at: its links are made by the
 // peer, and the Disconnects of Leave have gone out already. So for a while after leaving,
@@ -289,9 +300,8 @@ func (d *Driver) tellGone(id [32]byte, p peer.ID) {
 		d.log.Debug("membership: tell a peer we left", "peer", p, "err", err)
 		return
 	}
-	_ = s.SetWriteDeadline(time.Now().Add(d.opts.writeTimeout))
-	w := codec.NewWriter(s, codec.MaxFrameMembership)
-	if err := w.Encode(wireHello{Overlay: id[:]}); err == nil {
+	w, err := d.startStream(s, id)
+	if err == nil {
 		err = w.WriteFrame(frame)
 	}
 	if err != nil {

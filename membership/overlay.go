@@ -696,9 +696,8 @@ func (sd *sender) open() (network.Stream, *codec.Writer, error) {
 	if !o.track(s) {
 		return nil, nil, fmt.Errorf("membership: open stream: %w", ErrClosed)
 	}
-	w := codec.NewWriter(s, codec.MaxFrameMembership)
-	_ = s.SetWriteDeadline(time.Now().Add(o.d.opts.writeTimeout))
-	if err := w.Encode(wireHello{Overlay: o.id[:]}); err != nil {
+	w, err := o.d.startStream(s, o.id)
+	if err != nil {
 		o.untrack(s)
 		_ = s.Reset()
 		return nil, nil, err

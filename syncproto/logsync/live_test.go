@@ -171,8 +171,8 @@ func TestRecentOpsBudget(t *testing.T) {
 		op, _ := NewOperation(keyA, nil, []byte{byte(i), byte(i >> 8)}, nil, uint64(100+i))
 		r.add(op.Hash(), Entry{Op: op})
 	}
-	if len(r.byID) != 3 || len(r.order)-r.head != 3 || cap(r.order) > 2*3+8 {
-		t.Fatalf("after 2,000 adds: %d kept, queue %d long (cap %d)", len(r.byID), len(r.order)-r.head, cap(r.order))
+	if len(r.byID) != 3 || r.order.Len() != 3 || r.order.Cap() > 2*3+8 {
+		t.Fatalf("after 2,000 adds: %d kept, queue %d long (cap %d)", len(r.byID), r.order.Len(), r.order.Cap())
 	}
 }
 
@@ -221,8 +221,8 @@ func TestLiveQueueIsBoundedAndCompacts(t *testing.T) {
 			t.Fatal("push refused after a pop")
 		}
 	}
-	if q.len() != 4 || cap(q.items) > 16 {
-		t.Fatalf("len %d, array of %d after a steady stream", q.len(), cap(q.items))
+	if q.len() != 4 || q.items.Cap() > 16 {
+		t.Fatalf("len %d, array of %d after a steady stream", q.len(), q.items.Cap())
 	}
 	for range 4 {
 		q.pop()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lfnet/lfnet/codec"
+	"github.com/lfnet/lfnet/internal/fifo"
 	"github.com/lfnet/lfnet/internal/plumtree"
 	"github.com/lfnet/lfnet/syncproto"
 	"github.com/lfnet/lfnet/topics"
@@ -410,8 +411,7 @@ type recentOps struct {
 	maxBytes uint64
 	bytes    uint64
 	byID     map[Hash]Entry
-	order    []Hash // ids in insertion order from order[head]
-	head     int
+	order    fifo.Queue[Hash] // ids, oldest first
 }
 
 const (
@@ -430,19 +430,13 @@ func (r *recentOps) add(id Hash, e Entry) {
 	}
 	size := e.Op.encodedSize()
 	for len(r.byID) > 0 && (len(r.byID) >= r.maxOps || r.bytes+size > r.maxBytes) {
-		old := r.order[r.head]
-		r.order[r.head] = Hash{}
-		r.head++
+		old, _ := r.order.Pop()
 		r.bytes -= r.byID[old].Op.encodedSize()
 		delete(r.byID, old)
 	}
-	if r.head >= r.maxOps {
-		r.order = append(r.order[:0], r.order[r.head:]...)
-		r.head = 0
-	}
 	r.byID[id] = e
 	r.bytes += size
-	r.order = append(r.order, id)
+	r.order.Push(id)
 }
 
 func (r *recentOps) get(id Hash) (Entry, bool) {

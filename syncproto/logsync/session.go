@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/lfnet/lfnet/internal/fifo"
 	"github.com/lfnet/lfnet/syncproto"
 )
 
@@ -66,8 +67,7 @@ type liveItem struct {
 // 23 MB for an idle node with 100 topics.)
 type liveQueue struct {
 	mu     sync.Mutex
-	items  []liveItem // queued from items[head]
-	head   int
+	items  fifo.Queue[liveItem]
 	max    int
 	signal chan struct{} // has a value when items were added since the last wait
 }
@@ -79,18 +79,11 @@ func newLiveQueue(max int) *liveQueue {
 // push adds it unless the queue is full.
 func (q *liveQueue) push(it liveItem) bool {
 	q.mu.Lock()
-	if len(q.items)-q.head >= q.max {
+	if q.items.Len() >= q.max {
 		q.mu.Unlock()
 		return false
 	}
-	if len(q.items) == cap(q.items) && q.head >= len(q.items)/2 {
-		// Reuse the taken half instead of growing: under a steady stream the queue may
-		// never run empty.
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
-	q.items = append(q.items, it)
+	q.items.Push(it)
 	q.mu.Unlock()
 	select {
 	case q.signal <- struct{}{}:
@@ -103,25 +96,13 @@ func (q *liveQueue) push(it liveItem) bool {
 func (q *liveQueue) pop() (liveItem, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.head == len(q.items) {
-		if cap(q.items) > 64 {
-			q.items = nil // a burst passed; do not hold its array while idle
-		} else {
-			q.items = q.items[:0]
-		}
-		q.head = 0
-		return liveItem{}, false
-	}
-	it := q.items[q.head]
-	q.items[q.head] = liveItem{}
-	q.head++
-	return it, true
+	return q.items.Pop()
 }
 
 func (q *liveQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.items) - q.head
+	return q.items.Len()
 }
 
 // linkMark records what of an operation crossed a link.
